@@ -1,0 +1,447 @@
+"""A dlt source that copies a Klaviyo account: profiles, suppressions, lists and their members,
+campaigns, metrics and events, through Klaviyo's current JSON:API (revision-dated, cursor-paged).
+
+Example:
+    >>> import dlt
+    >>> from klaviyo import klaviyo_source
+    >>> pipeline = dlt.pipeline("klaviyo", destination="duckdb", dataset_name="klaviyo")
+    >>> pipeline.run(klaviyo_source(start_date="2024-01-01", extra_metrics=["Placed Order"]))
+
+Event tables and profiles load incrementally and merge on `id`, so running again adds only what is
+new and never duplicates a row.
+"""
+
+import difflib
+import functools
+import re
+import threading
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
+
+import dlt
+from dlt.common import logger
+from dlt.common.time import ensure_pendulum_datetime
+from dlt.common.typing import TAnyDateTime, TDataItem
+from dlt.extract.incremental import Incremental
+from dlt.sources import DltResource
+
+from .client import (
+    KlaviyoClient,
+    KlaviyoError,
+    KlaviyoNotFound,
+    RetryPolicy,
+    interleave,
+)
+from .settings import (
+    CAMPAIGN_CHANNELS,
+    DEFAULT_BASE_URL,
+    DEFAULT_EVENT_LOOKBACK_SECONDS,
+    DEFAULT_MAX_RETRY_AFTER,
+    DEFAULT_REVISION,
+    DEFAULT_WORKERS,
+    KLAVIYO_INTEGRATION_KEY,
+    METRIC_TABLES,
+    STREAMS,
+    SUPPRESSION_REASONS,
+    TABLE_COLUMNS,
+    Stream,
+)
+
+__all__ = ["klaviyo_source", "KlaviyoError"]
+
+# Each worker gets several windows, so one dense window does not leave the others idle.
+WINDOWS_PER_WORKER = 4
+
+# Incremental loads need a start even when the user gives only an end.
+BEGINNING_OF_TIME = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+@dlt.source(name="klaviyo")
+def klaviyo_source(
+    api_key: str = dlt.secrets.value,
+    start_date: Optional[TAnyDateTime] = None,
+    end_date: Optional[TAnyDateTime] = None,
+    base_url: str = DEFAULT_BASE_URL,
+    revision: str = DEFAULT_REVISION,
+    extra_metrics: Sequence[str] = (),
+    lookback_seconds: float = DEFAULT_EVENT_LOOKBACK_SECONDS,
+    max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
+    workers: int = DEFAULT_WORKERS,
+) -> List[DltResource]:
+    """Klaviyo account data, one resource per table.
+
+    Args:
+        api_key: A Klaviyo private API key (`pk_...`) with read scopes. Resolved from
+            `.dlt/secrets.toml` `[sources.klaviyo] api_key` or `SOURCES__KLAVIYO__API_KEY`.
+        start_date: Load only data updated (events: occurring) at or after this date. All history
+            when None.
+        end_date: Load only data before this date; a run with an end date does not move the
+            incremental state (use it for backfills).
+        base_url: The API root; every request stays under it.
+        revision: The Klaviyo API revision sent with every request.
+        extra_metrics: Names of further metrics whose events each get a table named after the metric
+            in snake_case, e.g. "Placed Order" -> `placed_order`. A name the account does not have
+            yet gives an empty table and a warning (Klaviyo creates a metric with its first event).
+        lookback_seconds: Each run reads events again from this long before the last loaded one,
+            to catch events that reached Klaviyo late; merge keeps the tables free of duplicates.
+        max_retry_after: A 429 asking to wait longer than this many seconds fails the run instead of
+            sleeping (Klaviyo's daily quotas answer with waits of hours).
+        workers: Requests each table may have in flight at once. Klaviyo's per-endpoint rate limits
+            are enforced on our side whatever this is, so raising it does not cause 429s.
+
+    Returns:
+        The resources: profiles, global_exclusions, lists, list_members, campaigns, metrics, the
+        event tables bounce, click, dropped_email, mark_as_spam, receive, unsubscribe (plus one per
+        extra metric), and `events` (every metric in one table; not selected by default).
+    """
+    if not isinstance(api_key, str) or not api_key.strip():
+        raise ValueError(
+            "api_key is empty: set a Klaviyo private API key in .dlt/secrets.toml under"
+            " [sources.klaviyo] api_key, or in SOURCES__KLAVIYO__API_KEY."
+        )
+    start = _parse_date("start_date", start_date)
+    end = _parse_date("end_date", end_date)
+    if start and end and end <= start:
+        raise ValueError(f"end_date {end.isoformat()} must be after start_date {start.isoformat()}.")
+    client = KlaviyoClient(api_key.strip(), base_url, revision, RetryPolicy.from_dlt_config(max_retry_after))
+    metric_tables = dict(METRIC_TABLES)
+    for name in extra_metrics:
+        metric_tables.setdefault(_snake_case(name), (name,))
+    catalog = MetricCatalog(client)
+
+    if not isinstance(lookback_seconds, (int, float)) or lookback_seconds < 0:
+        raise ValueError(f"lookback_seconds={lookback_seconds!r} must be a number of seconds >= 0.")
+    # rows dated in the future are loaded, but the next run starts no later than this run's start
+    not_after_now = _capped_max(datetime.now(timezone.utc))
+
+    def window(cursor: str, lag: Optional[float] = None) -> Incremental[Any]:
+        initial = start or (BEGINNING_OF_TIME if end else None)
+        return dlt.sources.incremental(
+            cursor,
+            initial_value=initial,
+            end_value=end,
+            last_value_func=not_after_now,
+            lag=lag or None,
+        )
+
+    if not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers={workers!r} must be a whole number >= 1.")
+    resources = [
+        _resource("profiles", _stream_rows, client, "profiles", window("updated"), workers),
+        _resource("global_exclusions", _global_exclusion_rows, client),
+        _resource("lists", _stream_rows, client, "lists", window("updated")),
+        _resource("list_members", _list_member_rows, client, workers),
+        _resource("campaigns", _campaign_rows, client, window("updated_at"), workers),
+        _resource("metrics", _stream_rows, client, "metrics", None),
+    ]
+    for table, names in metric_tables.items():
+        resource = _resource(
+            "events",
+            _metric_event_rows,
+            client,
+            catalog,
+            names,
+            window("datetime", lookback_seconds),
+            workers,
+            table_name=table,
+        )
+        resources.append(resource)
+    everything = _resource(
+        "events", _stream_rows, client, "events", window("datetime", lookback_seconds), workers
+    )
+    everything.selected = False
+    resources.append(everything)
+    return resources
+
+
+def _resource(stream_name: str, rows: Any, *args: Any, table_name: Optional[str] = None) -> DltResource:
+    """Wraps a row generator as a resource with the stream's key, disposition and typed columns."""
+    stream = STREAMS[stream_name]
+    table = table_name or stream_name
+    return dlt.resource(
+        rows,
+        name=table,
+        primary_key=list(stream.primary_key),
+        write_disposition=stream.write_disposition,
+        columns=TABLE_COLUMNS[stream_name],
+    )(*args)
+
+
+def _capped_max(cap: datetime) -> Callable[[Sequence[Any]], Any]:
+    """dlt's `max` for the cursor, but never beyond `cap`."""
+
+    def capped_max(values: Sequence[Any]) -> Any:
+        return min(max(values), cap)
+
+    return capped_max
+
+
+def _parse_date(name: str, value: Optional[TAnyDateTime]) -> Optional[datetime]:
+    if value is None or value == "":
+        return None
+    try:
+        return ensure_pendulum_datetime(value)
+    except Exception:
+        raise ValueError(
+            f"{name}={value!r} is not a date: use ISO 8601, e.g. '2024-01-31' or"
+            " '2024-01-31T08:00:00Z' (times without an offset are taken as UTC)."
+        ) from None
+
+
+def _snake_case(name: str) -> str:
+    return re.sub(r"[^0-9a-z]+", "_", name.lower()).strip("_")
+
+
+def _filter_time(value: datetime) -> str:
+    """Klaviyo wants filter datetimes unquoted, ISO 8601, in UTC."""
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+
+
+def _bounds(cursor: Optional[Incremental[Any]]) -> Tuple[Optional[datetime], Optional[datetime]]:
+    """The incremental window as datetimes: from the last loaded value (or start_date) to end_date."""
+    if cursor is None:
+        return None, None
+    start, end = cursor.start_value, cursor.end_value
+    return (
+        ensure_pendulum_datetime(start) if start is not None else None,
+        ensure_pendulum_datetime(end) if end is not None else None,
+    )
+
+
+def _bound_filters(stream: Stream, start: Optional[datetime], end: Optional[datetime]) -> List[str]:
+    """Server-side bounds on the cursor, so only rows in the window cross the network."""
+    if stream.cursor is None:
+        return []
+    lower_op, upper_op = stream.cursor_filter
+    conditions = []
+    if start is not None:
+        if lower_op == "greater-than":
+            # strict bound: the last second is read again and merge drops what was already loaded
+            start -= timedelta(seconds=1)
+        conditions.append(f"{lower_op}({stream.cursor},{_filter_time(start)})")
+    if upper_op and end is not None:
+        conditions.append(f"{upper_op}({stream.cursor},{_filter_time(end)})")
+    return conditions
+
+
+def to_row(item: Mapping[str, Any], cursor: Optional[str] = None) -> Dict[str, Any]:
+    """A JSON:API resource as a table row: `id`, every attribute, `<relation>_id` for to-one relations."""
+    row: Dict[str, Any] = {"id": item.get("id")}
+    row.update(item.get("attributes") or {})
+    for name, relation in (item.get("relationships") or {}).items():
+        if isinstance(relation, dict) and "data" in relation and not isinstance(relation["data"], list):
+            related = relation["data"]
+            row[name.replace("-", "_") + "_id"] = related.get("id") if related else None
+    if cursor and isinstance(row.get(cursor), str):
+        row[cursor] = datetime.fromisoformat(row[cursor].replace("Z", "+00:00"))
+    return row
+
+
+def _read(
+    client: KlaviyoClient,
+    stream: Stream,
+    cursor: Optional[Incremental[Any]] = None,
+    filters: Sequence[str] = (),
+    path_id: Optional[str] = None,
+    **extra_columns: Any,
+) -> Iterator[List[TDataItem]]:
+    """The one generic path: page through a stream's endpoint and shape each page into rows."""
+    start, end = _bounds(cursor)
+    return _read_window(client, stream, start, end, filters, path_id, extra_columns)
+
+
+def _read_window(
+    client: KlaviyoClient,
+    stream: Stream,
+    start: Optional[datetime],
+    end: Optional[datetime],
+    filters: Sequence[str],
+    path_id: Optional[str],
+    extra_columns: Mapping[str, Any],
+) -> Iterator[List[TDataItem]]:
+    params = dict(stream.params)
+    conditions = [*filters, *_bound_filters(stream, start, end)]
+    if conditions:
+        params["filter"] = ",".join(conditions)
+    for page in client.paginate(stream.endpoint, params, path_id):
+        rows = [to_row(item, stream.cursor) for item in page.data]
+        if extra_columns:
+            for row in rows:
+                row.update(extra_columns)
+        yield rows
+
+
+def _read_split(
+    client: KlaviyoClient,
+    stream: Stream,
+    cursor: Optional[Incremental[Any]],
+    workers: int,
+    filters: Sequence[str] = (),
+    path_id: Optional[str] = None,
+    **extra_columns: Any,
+) -> Iterator[List[TDataItem]]:
+    """Like `_read`, but cuts the cursor range into windows read by `workers` threads at once.
+
+    A cursor-paged endpoint gives one page at a time; windows on the cursor are independent, so
+    several can be in flight. Pages arrive out of order, which merge and the incremental's max
+    do not mind.
+    """
+    start, end = _bounds(cursor)
+    if workers <= 1 or stream.cursor is None or stream.cursor_filter[1] is None:
+        return _read_window(client, stream, start, end, filters, path_id, extra_columns)
+    first = start or _oldest_cursor_value(client, stream, filters, path_id)
+    last = end or datetime.now(timezone.utc)
+    if first is None or last <= first:
+        return _read_window(client, stream, start, end, filters, path_id, extra_columns)
+    pieces = workers * WINDOWS_PER_WORKER
+    step = (last - first) / pieces
+    edges: List[Optional[datetime]] = [first + step * i for i in range(pieces)]
+    edges[0] = start  # keep the caller's own lower bound (None reads from the very beginning)
+    edges.append(end)  # open-ended unless an end was asked for: rows dated in the future still load
+    producers = [
+        functools.partial(_read_window, client, stream, low, high, filters, path_id, extra_columns)
+        for low, high in zip(edges, edges[1:])
+    ]
+    return interleave(producers, workers)
+
+
+def _oldest_cursor_value(
+    client: KlaviyoClient, stream: Stream, filters: Sequence[str], path_id: Optional[str]
+) -> Optional[datetime]:
+    params = {**stream.params, "sort": stream.cursor or ""}
+    if filters:
+        params["filter"] = ",".join(filters)
+    for page in client.paginate(stream.endpoint, params, path_id, page_size=1):
+        return to_row(page.data[0], stream.cursor)[stream.cursor or ""] if page.data else None
+    return None
+
+
+def _stream_rows(
+    client: KlaviyoClient, stream_name: str, cursor: Optional[Incremental[Any]], workers: int = 1
+) -> Iterator[TDataItem]:
+    yield dlt.mark.materialize_table_schema()
+    yield from _read_split(client, STREAMS[stream_name], cursor, workers)
+
+
+def _campaign_rows(client: KlaviyoClient, cursor: Incremental[Any], workers: int) -> Iterator[TDataItem]:
+    # Klaviyo requires one channel per request in this revision; archived ones are asked for
+    # explicitly so none are missed whatever the default is.
+    yield dlt.mark.materialize_table_schema()
+    queries = [
+        functools.partial(
+            _read,
+            client,
+            STREAMS["campaigns"],
+            cursor,
+            [f"equals(messages.channel,'{channel}')", f"equals(archived,{archived})"],
+            channel=channel,
+        )
+        for channel in CAMPAIGN_CHANNELS
+        for archived in ("false", "true")
+    ]
+    yield from interleave(queries, workers)
+
+
+def _global_exclusion_rows(client: KlaviyoClient) -> Iterator[TDataItem]:
+    """Profiles suppressed from all email, one row each, with the latest reason and its time."""
+    yield dlt.mark.materialize_table_schema()
+    seen = set()
+    field = "subscriptions.email.marketing.suppression.reason"
+    for reason in SUPPRESSION_REASONS:
+        for rows in _read(client, STREAMS["global_exclusions"], filters=[f'equals({field},"{reason}")']):
+            page = []
+            for row in rows:
+                if row["id"] in seen:  # suppressed for more than one reason
+                    continue
+                seen.add(row["id"])
+                latest = _latest_suppression(row) or {"reason": reason, "timestamp": None}
+                row["reason"] = latest.get("reason")
+                row["timestamp"] = latest.get("timestamp")
+                page.append(row)
+            yield page
+
+
+def _latest_suppression(row: Mapping[str, Any]) -> Optional[Dict[str, Any]]:
+    marketing = (((row.get("subscriptions") or {}).get("email") or {}).get("marketing")) or {}
+    entries = [e for e in marketing.get("suppression") or [] if isinstance(e, dict)]
+    return max(entries, key=lambda e: e.get("timestamp") or "", default=None)
+
+
+def _all_list_ids(client: KlaviyoClient) -> Iterator[str]:
+    for page in client.paginate("lists", {"fields[list]": "name"}):
+        for item in page.data:
+            yield item["id"]
+
+
+def _list_member_rows(client: KlaviyoClient, workers: int) -> Iterator[TDataItem]:
+    """Every member of every list: the profile's columns plus `list_id` and `joined_group_at`."""
+    yield dlt.mark.materialize_table_schema()
+    lists = [functools.partial(_members_of, client, list_id) for list_id in _all_list_ids(client)]
+    yield from interleave(lists, workers)
+
+
+def _members_of(client: KlaviyoClient, list_id: str) -> Iterator[List[TDataItem]]:
+    try:
+        yield from _read(client, STREAMS["list_members"], path_id=list_id, list_id=list_id)
+    except KlaviyoNotFound:
+        logger.warning(f"list {list_id} was deleted while loading; its members are skipped")
+
+
+class MetricCatalog:
+    """The account's metrics by name, read once per run and shared by all event tables."""
+
+    def __init__(self, client: KlaviyoClient) -> None:
+        self._client = client
+        self._lock = threading.Lock()
+        self._by_name: Optional[Dict[str, List[Dict[str, Any]]]] = None
+
+    def _metrics(self) -> Dict[str, List[Dict[str, Any]]]:
+        with self._lock:
+            if self._by_name is None:
+                by_name: Dict[str, List[Dict[str, Any]]] = {}
+                for page in self._client.paginate("metrics"):
+                    for item in page.data:
+                        metric = to_row(item)
+                        by_name.setdefault(metric.get("name") or "", []).append(metric)
+                self._by_name = by_name
+            return self._by_name
+
+    def ids_for(self, names: Iterable[str]) -> List[str]:
+        """Metric ids for these names, preferring Klaviyo's own metric over same-named ones."""
+        ids: List[str] = []
+        for name in names:
+            candidates = self._metrics().get(name, [])
+            builtin = [m for m in candidates if _integration_key(m) == KLAVIYO_INTEGRATION_KEY]
+            ids.extend(m["id"] for m in (builtin or candidates))
+        return ids
+
+    def suggestions(self, name: str) -> List[str]:
+        return difflib.get_close_matches(name, list(self._metrics()), n=3)
+
+
+def _integration_key(metric: Mapping[str, Any]) -> Optional[str]:
+    integration = metric.get("integration")
+    return integration.get("key") if isinstance(integration, dict) else None
+
+
+def _metric_event_rows(
+    client: KlaviyoClient,
+    catalog: MetricCatalog,
+    names: Tuple[str, ...],
+    cursor: Incremental[Any],
+    workers: int,
+) -> Iterator[TDataItem]:
+    """Events of the named metric(s), oldest first, from the incremental cursor on."""
+    yield dlt.mark.materialize_table_schema()
+    metric_ids = catalog.ids_for(names)
+    if not metric_ids:
+        hint = catalog.suggestions(names[0])
+        also = f"; similar names: {', '.join(hint)}" if hint else ""
+        logger.warning(
+            f"No metric named {' or '.join(repr(n) for n in names)} in this account: its table stays"
+            f" empty until Klaviyo records such an event{also}."
+        )
+    for metric_id in metric_ids:
+        yield from _read_split(
+            client, STREAMS["events"], cursor, workers, [f'equals(metric_id,"{metric_id}")']
+        )

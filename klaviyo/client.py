@@ -1,0 +1,436 @@
+"""The one place that talks HTTP to Klaviyo: auth, revision, rate limits, retries, pagination, errors."""
+
+import json
+import queue
+import random
+import re
+import threading
+import time
+from collections import deque
+from typing import (
+    Any,
+    Callable,
+    Deque,
+    Dict,
+    Iterator,
+    List,
+    Mapping,
+    NamedTuple,
+    Optional,
+    Sequence,
+    Tuple,
+    TypeVar,
+)
+from urllib.parse import urlsplit
+
+import requests
+from dlt.common import logger
+from dlt.common.configuration import resolve_configuration
+from dlt.common.configuration.specs import RuntimeConfiguration
+from dlt.sources.helpers.rest_client import RESTClient
+from dlt.sources.helpers.rest_client.paginators import JSONLinkPaginator
+from requests.adapters import HTTPAdapter
+
+from .settings import DEFAULT_MAX_RETRY_AFTER, ENDPOINTS, Endpoint
+
+T = TypeVar("T")
+
+
+class KlaviyoError(Exception):
+    """Base of every error this source raises about Klaviyo's answers."""
+
+
+class KlaviyoAuthError(KlaviyoError):
+    """401/403: the API key is wrong, revoked or lacks a scope. Never retried."""
+
+
+class KlaviyoBadRequest(KlaviyoError):
+    """400: Klaviyo rejected the request's parameters. Never retried."""
+
+
+class KlaviyoNotFound(KlaviyoError):
+    """404: the object is gone (e.g. a list deleted mid-run)."""
+
+
+class KlaviyoRevisionError(KlaviyoError):
+    """410 or 'no valid revisions': the pinned API revision is retired."""
+
+
+class KlaviyoQuotaExhausted(KlaviyoError):
+    """429 whose Retry-After is longer than we are willing to sleep."""
+
+
+class KlaviyoUnavailable(KlaviyoError):
+    """5xx, timeouts, dropped connections or malformed bodies that outlasted every retry."""
+
+
+class RetryPolicy(NamedTuple):
+    max_attempts: int = 5  # attempts per request for 5xx, network errors and malformed bodies
+    backoff_factor: float = 1.0  # first backoff in seconds, doubled each attempt, with jitter
+    max_backoff: float = 60.0
+    max_retry_after: float = DEFAULT_MAX_RETRY_AFTER  # longest total 429 wait for one request
+    timeout: float = 60.0
+
+    @classmethod
+    def from_dlt_config(cls, max_retry_after: float = DEFAULT_MAX_RETRY_AFTER) -> "RetryPolicy":
+        """Reads dlt's `[runtime] request_*` settings, so users tune retries the dlt way."""
+        runtime = resolve_configuration(RuntimeConfiguration())
+        return cls(
+            max_attempts=max(1, int(runtime.request_max_attempts)),
+            backoff_factor=float(runtime.request_backoff_factor),
+            max_backoff=float(runtime.request_max_retry_delay),
+            max_retry_after=max_retry_after,
+            timeout=float(runtime.request_timeout),
+        )
+
+
+class RateLimiter:
+    """At most `burst` requests in any second and `steady` in any minute, shared by all threads.
+
+    Klaviyo counts fixed windows on its side; a sliding window here never exceeds any of them. The
+    small margins absorb the spread of network latency between our clock and Klaviyo's.
+    """
+
+    BURST_WINDOW = 1.05
+    STEADY_WINDOW = 60.5
+
+    def __init__(self, burst: int, steady: int) -> None:
+        self.burst = burst
+        self.steady = steady
+        self._lock = threading.Lock()
+        self._sent: Deque[float] = deque()
+        self._paused_until = 0.0
+
+    def acquire(self) -> float:
+        """Blocks until a request may be sent; returns the seconds waited."""
+        waited = 0.0
+        while True:
+            with self._lock:
+                now = time.monotonic()
+                while self._sent and self._sent[0] <= now - self.STEADY_WINDOW:
+                    self._sent.popleft()
+                wait = self._paused_until - now
+                if len(self._sent) >= self.steady:
+                    wait = max(wait, self._sent[0] + self.STEADY_WINDOW - now)
+                if len(self._sent) >= self.burst:
+                    wait = max(wait, self._sent[-self.burst] + self.BURST_WINDOW - now)
+                if wait <= 0:
+                    self._sent.append(now)
+                    return waited
+            time.sleep(wait)
+            waited += wait
+
+    def pause(self, seconds: float) -> None:
+        """After a 429 every thread using this endpoint waits, not only the one that got it."""
+        with self._lock:
+            self._paused_until = max(self._paused_until, time.monotonic() + seconds)
+
+
+class RequestStats:
+    """Counters for the end-of-run summary and for tests."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.requests = 0
+        self.throttled = 0  # 429 answers
+        self.retried = 0  # 5xx, network errors, malformed bodies
+        self.throttle_wait = 0.0  # seconds slept on Retry-After
+        self.limiter_wait = 0.0  # seconds our own limiter held requests back
+
+    def add(self, **deltas: float) -> None:
+        with self._lock:
+            for name, delta in deltas.items():
+                setattr(self, name, getattr(self, name) + delta)
+
+
+def _compile_template(path: str) -> "re.Pattern[str]":
+    return re.compile("^" + re.escape(path).replace(re.escape("{id}"), "[^/]+") + "/?$")
+
+
+class KlaviyoSession(requests.Session):
+    """A requests session that sends each attempt through the endpoint's rate limiter.
+
+    dlt's retrying session (`dlt.sources.helpers.requests.Client`) wraps `send` in its retry loop,
+    so a limiter placed in front of it would let every retry through unthrottled, and it sleeps
+    through any Retry-After instead of failing fast on a daily quota; this loop does both, adds
+    jitter, and turns Klaviyo's error bodies into errors that say what to fix.
+    """
+
+    def __init__(
+        self,
+        api_key: str,
+        base_url: str,
+        revision: str,
+        retry: RetryPolicy,
+        stats: RequestStats,
+        limiters: Mapping[str, RateLimiter],
+    ) -> None:
+        super().__init__()
+        self.base_url = base_url.rstrip("/")
+        self.revision = revision
+        self.retry = retry
+        self.stats = stats
+        # the key lives only in the session headers: dlt's client logs the request's own headers
+        self.headers.update(
+            {
+                "Authorization": f"Klaviyo-API-Key {api_key}",
+                "revision": revision,
+                "Accept": "application/vnd.api+json",
+                "User-Agent": "dlt-klaviyo-source",
+            }
+        )
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=64)
+        self.mount("https://", adapter)
+        self.mount("http://", adapter)
+        base = urlsplit(self.base_url)
+        self._origin = (base.scheme, base.netloc)
+        self._base_path = base.path.rstrip("/")
+        self._routes = [(_compile_template(e.path), e) for e in ENDPOINTS.values()]
+        self._limiters = limiters
+
+    def endpoint_for(self, url: str) -> Tuple[str, Endpoint]:
+        parts = urlsplit(url)
+        if (parts.scheme, parts.netloc) != self._origin or not parts.path.startswith(self._base_path):
+            # never send the key anywhere but the configured API
+            raise KlaviyoError(
+                f"Refusing to send the API key to {parts.scheme}://{parts.netloc}{parts.path}:"
+                f" it is not under base_url {self.base_url}"
+            )
+        relative = parts.path[len(self._base_path) :].strip("/")
+        for pattern, endpoint in self._routes:
+            if pattern.match(relative):
+                return f"GET /{relative}", endpoint
+        raise KlaviyoError(f"No rate limit is known for {parts.path}; add it to settings.ENDPOINTS")
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        described, endpoint = self.endpoint_for(request.url or "")
+        limiter = self._limiters[endpoint.path]
+        kwargs.setdefault("timeout", self.retry.timeout)
+        attempt = 0
+        throttle_wait = 0.0
+        while True:
+            self.stats.add(requests=1, limiter_wait=limiter.acquire())
+            problem: str
+            try:
+                response = super().send(request, **kwargs)
+            except (
+                requests.ConnectionError,
+                requests.Timeout,
+                requests.exceptions.ChunkedEncodingError,
+            ) as exc:
+                problem = f"connection failed ({type(exc).__name__})"
+            else:
+                status = response.status_code
+                if status == 429:
+                    retry_after = _retry_after_seconds(response)
+                    throttle_wait += retry_after
+                    if throttle_wait > self.retry.max_retry_after:
+                        raise KlaviyoQuotaExhausted(
+                            f"{described}: Klaviyo's rate limit for this endpoint is exhausted and asks"
+                            f" to wait {retry_after:.0f} s (over the {self.retry.max_retry_after:.0f} s cap)."
+                            " Run again later, or raise `max_retry_after`."
+                        )
+                    pause = retry_after + random.uniform(0, 0.25 + 0.1 * retry_after)
+                    limiter.pause(pause)
+                    self.stats.add(throttled=1, throttle_wait=pause)
+                    logger.info(f"{described}: throttled by Klaviyo, waiting {pause:.1f} s")
+                    continue
+                if status < 400:
+                    try:
+                        _cache_json(response)
+                    except ValueError:
+                        problem = f"HTTP {status} with a malformed JSON body"
+                    else:
+                        return response
+                elif status >= 500:
+                    problem = f"HTTP {status}"
+                else:
+                    raise _client_error(described, response, self.revision)
+            attempt += 1
+            if attempt >= self.retry.max_attempts:
+                raise KlaviyoUnavailable(
+                    f"{described}: {problem}; gave up after {attempt} attempts. Klaviyo may be degraded; run"
+                    " again later (the load resumes where it stopped), or raise runtime.request_max_attempts."
+                )
+            backoff = min(self.retry.max_backoff, self.retry.backoff_factor * 2 ** (attempt - 1))
+            backoff *= random.uniform(0.5, 1.5)
+            self.stats.add(retried=1)
+            logger.warning(f"{described}: {problem}; retrying in {backoff:.1f} s (attempt {attempt + 1})")
+            time.sleep(backoff)
+
+
+def _retry_after_seconds(response: requests.Response) -> float:
+    try:
+        return max(1.0, float(response.headers.get("Retry-After", "1")))
+    except ValueError:
+        return 1.0
+
+
+def _cache_json(response: requests.Response) -> None:
+    """Parses the body once; dlt's client and paginator both call `response.json()` again."""
+    document = json.loads(response.content) if response.content else {}
+    if not isinstance(document, dict):
+        raise ValueError("not a JSON object")
+    response.json = lambda **_: document  # type: ignore[method-assign]
+
+
+def _error_details(response: requests.Response) -> Tuple[str, Optional[str]]:
+    try:
+        errors = response.json().get("errors") or [{}]
+        first = errors[0]
+        source = first.get("source") or {}
+        return str(first.get("detail") or first.get("title") or response.reason), source.get("parameter")
+    except (ValueError, AttributeError, IndexError):
+        return str(response.reason or "no detail"), None
+
+
+def _client_error(described: str, response: requests.Response, revision: str) -> KlaviyoError:
+    status = response.status_code
+    detail, parameter = _error_details(response)
+    if status == 401:
+        return KlaviyoAuthError(
+            f"{described}: Klaviyo rejected the API key (HTTP 401: {detail}). Check `api_key` in"
+            " .dlt/secrets.toml [sources.klaviyo] or SOURCES__KLAVIYO__API_KEY: it must be a private"
+            " key (pk_...) that has not been revoked."
+        )
+    if status == 403:
+        return KlaviyoAuthError(
+            f"{described}: the API key is not allowed to read this (HTTP 403: {detail}). Give the private"
+            " key the read scope this stream needs (e.g. profiles:read, lists:read, events:read,"
+            " metrics:read, campaigns:read) in Klaviyo's API key settings, or deselect the stream."
+        )
+    if status == 410 or (status == 404 and "revision" in detail.lower()):
+        return KlaviyoRevisionError(
+            f"{described}: Klaviyo no longer serves API revision {revision} (HTTP {status}: {detail})."
+            " Set a current `revision` for the source (SOURCES__KLAVIYO__REVISION)."
+        )
+    if status == 404:
+        return KlaviyoNotFound(f"{described}: not found (HTTP 404: {detail})")
+    where = f" (parameter `{parameter}`)" if parameter else ""
+    return KlaviyoBadRequest(f"{described}: Klaviyo rejected the request{where}: HTTP {status}: {detail}")
+
+
+class Page(NamedTuple):
+    data: List[Dict[str, Any]]
+    included: List[Dict[str, Any]]
+
+
+class KlaviyoClient:
+    """Pages through Klaviyo endpoints; safe to share between threads."""
+
+    def __init__(
+        self,
+        api_key: str,
+        base_url: str,
+        revision: str,
+        retry: Optional[RetryPolicy] = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.revision = revision
+        self._api_key = api_key
+        self._retry = retry or RetryPolicy.from_dlt_config()
+        self._local = threading.local()
+        self.stats = RequestStats()
+        # one limiter per endpoint, shared by every thread's session
+        self.limiters = {
+            e.path: RateLimiter(e.burst_per_second, e.steady_per_minute) for e in ENDPOINTS.values()
+        }
+
+    def __repr__(self) -> str:  # keeps the key out of any repr that dlt or a traceback prints
+        return f"KlaviyoClient(base_url={self.base_url!r}, revision={self.revision!r})"
+
+    def _rest_client(self) -> RESTClient:
+        rest: Optional[RESTClient] = getattr(self._local, "rest", None)
+        if rest is None:
+            session = KlaviyoSession(
+                self._api_key, self.base_url, self.revision, self._retry, self.stats, self.limiters
+            )
+            rest = RESTClient(
+                base_url=self.base_url,
+                paginator=JSONLinkPaginator(next_url_path="links.next"),
+                data_selector="data",
+                session=session,
+            )
+            self._local.rest = rest
+        return rest
+
+    def paginate(
+        self,
+        endpoint: str,
+        params: Optional[Mapping[str, str]] = None,
+        path_id: Optional[str] = None,
+        page_size: Optional[int] = None,
+    ) -> Iterator[Page]:
+        """Yields every page of `endpoint` (a key of ENDPOINTS), by default at its largest page size."""
+        spec = ENDPOINTS[endpoint]
+        path = spec.path.replace("{id}", path_id) if path_id is not None else spec.path
+        query: Dict[str, str] = dict(params or {})
+        if spec.page_size:
+            query["page[size]"] = str(page_size or spec.page_size)
+        # errors are raised by KlaviyoSession; an empty hook list turns off dlt's own handler
+        for page in self._rest_client().paginate(path, params=query, hooks={"response": []}):
+            document = page.response.json()
+            yield Page(list(page), document.get("included") or [])
+
+
+_DONE = object()
+
+
+def interleave(producers: Sequence[Callable[[], Iterator[T]]], workers: int, buffer: int = 8) -> Iterator[T]:
+    """Runs the producers on `workers` threads and yields their items as they arrive.
+
+    At most `buffer` items wait to be consumed, so pages flow through instead of piling up. The
+    first error of any producer is raised here; closing the generator stops the threads.
+    """
+    if workers <= 1 or len(producers) <= 1:
+        for produce in producers:
+            yield from produce()
+        return
+    items: queue.Queue[Any] = queue.Queue(maxsize=buffer)
+    pending = iter(producers)
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                items.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        try:
+            while not stop.is_set():
+                with lock:
+                    produce = next(pending, None)
+                if produce is None:
+                    break
+                for item in produce():
+                    if not put(item):
+                        return
+        except BaseException as exc:  # handed to the consumer, which raises it
+            put(_Failure(exc))
+        finally:
+            put(_DONE)
+
+    threads = [threading.Thread(target=work, daemon=True) for _ in range(min(workers, len(producers)))]
+    for thread in threads:
+        thread.start()
+    running = len(threads)
+    try:
+        while running:
+            item = items.get()
+            if item is _DONE:
+                running -= 1
+            elif isinstance(item, _Failure):
+                raise item.error
+            else:
+                yield item
+    finally:
+        stop.set()
+
+
+class _Failure(NamedTuple):
+    error: BaseException

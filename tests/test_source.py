@@ -1,0 +1,222 @@
+"""The source against a seeded emulator account: every table equals the account's ground truth."""
+
+import re
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import dlt
+import pytest
+from dlt.pipeline.exceptions import PipelineStepFailed
+
+from klaviyo.settings import METRIC_TABLES
+from tests.helpers import column_values, source_for, table_counts
+
+DEFAULT_TABLES = {
+    "profiles",
+    "global_exclusions",
+    "lists",
+    "list_members",
+    "campaigns",
+    "metrics",
+    *METRIC_TABLES,
+}
+
+
+def expected_metric_events(account: Any, names: tuple) -> set:
+    ids = set()
+    for name in names:
+        metric_id = account.metric_id(name, integration_key="klaviyo")
+        if metric_id:
+            ids |= {event["id"] for event in account.events_for_metric(metric_id)}
+    return ids
+
+
+def test_first_run_loads_every_default_table_equal_to_the_account(emulator: Any, pipeline: dlt.Pipeline) -> None:
+    account = emulator.account
+    pipeline.run(source_for(emulator))
+
+    counts = table_counts(pipeline)
+    assert DEFAULT_TABLES <= set(counts)
+    assert "events" not in counts  # opt-in
+    assert counts["profiles"] == len(account.profile_ids())
+    assert counts["global_exclusions"] == len(account.suppressed_profiles())
+    assert counts["lists"] == len(account.list_ids())
+    assert counts["list_members"] == sum(len(account.list_members(i)) for i in account.list_ids())
+    assert counts["campaigns"] == len(account.campaigns())
+    assert counts["metrics"] == len(account.metrics)
+    for table, names in METRIC_TABLES.items():
+        assert set(column_values(pipeline, table)) == expected_metric_events(account, names), table
+
+
+def test_every_table_has_unique_primary_keys(emulator: Any, pipeline: dlt.Pipeline) -> None:
+    pipeline.run(source_for(emulator))
+    keys = {table: "id" for table in DEFAULT_TABLES}
+    keys["list_members"] = "list_id || '/' || id"
+    for table, key in keys.items():
+        values = column_values(pipeline, table, key)
+        assert len(values) == len(set(values)), table
+
+
+def test_rows_have_attributes_promoted_and_to_one_relations_as_ids(emulator: Any, pipeline: dlt.Pipeline) -> None:
+    pipeline.run(source_for(emulator).with_resources("click", "list_members", "campaigns"))
+    account = emulator.account
+    clicked = account.metric_id("Clicked Email", integration_key="klaviyo")
+    event = account.events_for_metric(clicked)[0]
+    with pipeline.sql_client() as client:
+        row = client.execute_sql(
+            "select metric_id, profile_id, timestamp, uuid from click where id = %s", event["id"]
+        )[0]
+        assert row[0] == clicked
+        assert row[1] == event["profile_id"]
+        assert row[2] == event["timestamp"]
+        columns = {r[0] for r in client.execute_sql("describe list_members")}
+        assert {"id", "list_id", "joined_group_at", "email"} <= columns
+        assert "links" not in columns and "links__self" not in columns
+        channels = {r[0] for r in client.execute_sql("select distinct channel from campaigns")}
+    assert channels == {"email", "sms", "mobile_push"}
+
+
+def test_click_table_leaves_out_the_same_named_metric_of_another_integration(
+    emulator: Any, pipeline: dlt.Pipeline
+) -> None:
+    account = emulator.account
+    decoy = account.metric_id("Clicked Email", integration_key="api")
+    assert decoy and account.events_for_metric(decoy), "the seeded account must have a decoy with events"
+    pipeline.run(source_for(emulator).with_resources("click"))
+    loaded = set(column_values(pipeline, "click"))
+    assert loaded and not loaded & {e["id"] for e in account.events_for_metric(decoy)}
+
+
+def test_tables_without_rows_still_exist_with_typed_columns(emulator: Any, pipeline: dlt.Pipeline) -> None:
+    account = emulator.account
+    assert not account.events_for_metric(account.metric_id("Dropped Email", integration_key="klaviyo"))
+    pipeline.run(source_for(emulator).with_resources("dropped_email"))
+    with pipeline.sql_client() as client:
+        assert client.execute_sql("select count(*) from dropped_email")[0][0] == 0
+        types = {r[0]: r[1] for r in client.execute_sql("describe dropped_email")}
+    assert types["id"] == "VARCHAR"
+    assert types["datetime"].startswith("TIMESTAMP")
+    assert types["timestamp"] == "BIGINT"
+
+
+def event_filters(emulator: Any) -> list:
+    return [entry.query.get("filter", "") for entry in emulator.request_log if entry.path.rstrip("/").endswith("/events")]
+
+
+def test_second_run_adds_exactly_the_new_events_and_updated_profiles(emulator: Any, pipeline: dlt.Pipeline) -> None:
+    account = emulator.account
+    pipeline.run(source_for(emulator, lookback_seconds=0))
+    first = table_counts(pipeline)
+    last_click = max(e["datetime"] for e in account.events_for_metric(account.metric_id("Clicked Email")))
+
+    before, account.now = account.now, account.now + timedelta(hours=2)
+    new_events = account.add_events(5, metric_name="Clicked Email", start=before, end=account.now)
+    updated = account.update_profiles(3)
+    emulator.clear_log()
+    info = pipeline.run(source_for(emulator, lookback_seconds=0))
+
+    counts = table_counts(pipeline)
+    assert counts["click"] == first["click"] + 5
+    assert counts["profiles"] == first["profiles"]
+    assert set(new_events) <= set(column_values(pipeline, "click"))
+    loaded_rows = info.load_packages and pipeline.last_trace.last_normalize_info.row_counts
+    assert loaded_rows["click"] == 5
+    assert loaded_rows["profiles"] == 3
+    assert {p for p in updated} <= set(column_values(pipeline, "profiles"))
+    # the click requests start where the first run stopped, not at the beginning of time
+    clicked = account.metric_id("Clicked Email")
+    click_filters = [f for f in event_filters(emulator) if clicked in f]
+    lower_bounds = [re.search(r"greater-or-equal\(datetime,([^)]+)\)", f) for f in click_filters]
+    assert click_filters and all(lower_bounds), click_filters
+    assert min(datetime.fromisoformat(b.group(1)) for b in lower_bounds) == last_click.replace(microsecond=0)
+
+
+def test_members_who_left_a_list_leave_the_table(emulator: Any, pipeline: dlt.Pipeline) -> None:
+    account = emulator.account
+    list_id = max(account.list_ids(), key=lambda i: len(account.list_members(i)))
+    leaver = sorted(account.list_members(list_id))[0]
+    pipeline.run(source_for(emulator).with_resources("list_members"))
+    account.remove_list_member(list_id, leaver)
+    pipeline.run(source_for(emulator).with_resources("list_members"))
+    with pipeline.sql_client() as client:
+        rows = client.execute_sql("select count(*) from list_members where list_id = %s and id = %s", list_id, leaver)
+        total = client.execute_sql("select count(*) from list_members")[0][0]
+    assert rows[0][0] == 0
+    assert total == sum(len(account.list_members(i)) for i in account.list_ids())
+
+
+def test_list_members_are_read_a_page_per_hundred_not_a_request_per_member(emulator: Any, pipeline: dlt.Pipeline) -> None:
+    pipeline.run(source_for(emulator).with_resources("list_members"))
+    member_requests = [e for e in emulator.request_log if e.path.rstrip("/").endswith("/profiles")]
+    assert member_requests and all(e.query.get("page[size]") == "100" for e in member_requests)
+    members = sum(len(emulator.account.list_members(i)) for i in emulator.account.list_ids())
+    lists = len(emulator.account.list_ids())
+    assert len(member_requests) <= members // 100 + lists
+
+
+def test_unsuppressed_profiles_leave_global_exclusions(emulator: Any, pipeline: dlt.Pipeline) -> None:
+    account = emulator.account
+    suppressed = account.suppressed_profiles()
+    reasons_loaded_before = None
+    pipeline.run(source_for(emulator).with_resources("global_exclusions"))
+    with pipeline.sql_client() as client:
+        reasons_loaded_before = {r[0] for r in client.execute_sql("select distinct reason from global_exclusions")}
+    assert reasons_loaded_before == {"HARD_BOUNCE", "INVALID_EMAIL", "SPAM_COMPLAINT", "UNSUBSCRIBE", "USER_SUPPRESSED"}
+    released = sorted(suppressed)[0]
+    account.unsuppress_profile(released)
+    pipeline.run(source_for(emulator).with_resources("global_exclusions"))
+    loaded = set(column_values(pipeline, "global_exclusions"))
+    assert released not in loaded
+    assert loaded == set(account.suppressed_profiles())
+
+
+def test_extra_metrics_get_a_table_each(emulator: Any, pipeline: dlt.Pipeline) -> None:
+    pipeline.run(source_for(emulator, extra_metrics=["Placed Order"]).with_resources("placed_order"))
+    account = emulator.account
+    metric = account.metric_id("Placed Order", integration_key="shopify")
+    expected = {e["id"] for e in account.events_for_metric(metric)}
+    assert expected and set(column_values(pipeline, "placed_order")) == expected
+
+
+def test_events_table_holds_every_metric_when_selected(emulator: Any, pipeline: dlt.Pipeline) -> None:
+    pipeline.run(source_for(emulator).with_resources("events"))
+    assert set(column_values(pipeline, "events")) == {e["id"] for e in emulator.account.all_events()}
+
+
+def test_start_and_end_date_bound_the_event_tables(emulator: Any, pipeline: dlt.Pipeline) -> None:
+    account = emulator.account
+    events = sorted(account.all_events(), key=lambda e: e["datetime"])
+    start, end = events[len(events) // 4]["datetime"], events[len(events) // 2]["datetime"]
+    pipeline.run(source_for(emulator, start_date=start.isoformat(), end_date=end.isoformat()).with_resources("events"))
+    expected = {e["id"] for e in events if start <= e["datetime"] < end}
+    assert set(column_values(pipeline, "events")) == expected
+
+
+def test_a_wrong_api_key_stops_the_run_with_an_error_naming_the_key(emulator: Any, pipeline: dlt.Pipeline) -> None:
+    from klaviyo import klaviyo_source
+
+    wrong = "pk_wrong_key_that_must_not_be_printed_123"
+    with pytest.raises(PipelineStepFailed) as failure:
+        pipeline.run(klaviyo_source(api_key=wrong, base_url=emulator.base_url))
+    message = str(failure.value)
+    assert "API key" in message and "401" in message
+    assert wrong not in message
+    assert len(emulator.request_log) <= 5
+
+
+def test_a_key_missing_a_scope_names_the_scope_to_add(emulator: Any, pipeline: dlt.Pipeline) -> None:
+    emulator.config.denied_scopes = {"lists:read"}
+    with pytest.raises(PipelineStepFailed) as failure:
+        pipeline.run(source_for(emulator).with_resources("lists"))
+    message = str(failure.value)
+    assert "403" in message and "scope" in message
+
+
+def test_every_request_carries_the_pinned_revision_and_stays_under_base_url(emulator: Any, pipeline: dlt.Pipeline) -> None:
+    pipeline.run(source_for(emulator))
+    assert emulator.request_log
+    for entry in emulator.request_log:
+        assert entry.status == 200, entry
+        assert entry.path.startswith("/api/")
+        assert "api_key" not in parse_qs(urlsplit(entry.path).query)
