@@ -54,17 +54,19 @@ def load(args: argparse.Namespace, base_url: Optional[str] = None, api_key: Opti
     source = klaviyo_source(**options)
     if args.resources:
         source = source.with_resources(*[name.strip() for name in args.resources.split(",")])
-    destination = args.destination
-    if destination == "duckdb":
-        destination = dlt.destinations.duckdb(f"{args.pipeline_name}.duckdb")
+    # `dlt init` rewrites this destination to the one the user picks; --destination overrides it
     pipeline = dlt.pipeline(
         pipeline_name=args.pipeline_name,
-        destination=destination,
+        destination="duckdb",
         dataset_name=args.dataset,
         progress="log",
     )
+    destination = None if args.destination == "duckdb" else args.destination
     started = time.monotonic()
-    info = pipeline.run(source, refresh="drop_sources") if args.full_refresh else pipeline.run(source)
+    if args.full_refresh:
+        info = pipeline.run(source, destination=destination, refresh="drop_sources")
+    else:
+        info = pipeline.run(source, destination=destination)
     print(info)
     print_summary(pipeline, time.monotonic() - started)
 
