@@ -23,7 +23,6 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--end-date", help="load data before this date (backfills; state is not moved)")
     parser.add_argument("--resources", help="comma-separated tables to load; default all selected ones")
     parser.add_argument("--extra-metrics", help="comma-separated metric names to load into own tables")
-    parser.add_argument("--destination", default="duckdb", help="any dlt destination (default duckdb)")
     parser.add_argument("--dataset", default="klaviyo_data", help="dataset (schema) name")
     parser.add_argument("--pipeline-name", default="klaviyo")
     parser.add_argument("--full-refresh", action="store_true", help="drop loaded tables and state first")
@@ -54,19 +53,15 @@ def load(args: argparse.Namespace, base_url: Optional[str] = None, api_key: Opti
     source = klaviyo_source(**options)
     if args.resources:
         source = source.with_resources(*[name.strip() for name in args.resources.split(",")])
-    # `dlt init` rewrites this destination to the one the user picks; --destination overrides it
+    # `dlt init klaviyo <destination>` writes the destination you pick here
     pipeline = dlt.pipeline(
         pipeline_name=args.pipeline_name,
         destination="duckdb",
         dataset_name=args.dataset,
         progress="log",
     )
-    destination = None if args.destination == "duckdb" else args.destination
     started = time.monotonic()
-    if args.full_refresh:
-        info = pipeline.run(source, destination=destination, refresh="drop_sources")
-    else:
-        info = pipeline.run(source, destination=destination)
+    info = pipeline.run(source, refresh="drop_sources") if args.full_refresh else pipeline.run(source)
     print(info)
     print_summary(pipeline, time.monotonic() - started)
 
