@@ -24,7 +24,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--resources", help="comma-separated tables to load; default all selected ones")
     parser.add_argument("--extra-metrics", help="comma-separated metric names to load into own tables")
     parser.add_argument("--dataset", default="klaviyo_data", help="dataset (schema) name")
-    parser.add_argument("--pipeline-name", default="klaviyo")
+    parser.add_argument("--pipeline-name", help="default: klaviyo, or klaviyo_demo with --demo")
     parser.add_argument("--full-refresh", action="store_true", help="drop loaded tables and state first")
     return parser.parse_args(argv)
 
@@ -55,13 +55,17 @@ def load(args: argparse.Namespace, base_url: Optional[str] = None, api_key: Opti
         source = source.with_resources(*[name.strip() for name in args.resources.split(",")])
     # `dlt init klaviyo <destination>` writes the destination you pick here
     pipeline = dlt.pipeline(
-        pipeline_name=args.pipeline_name,
+        pipeline_name=args.pipeline_name or ("klaviyo_demo" if args.demo else "klaviyo"),
         destination="duckdb",
         dataset_name=args.dataset,
         progress="log",
     )
     started = time.monotonic()
-    info = pipeline.run(source, refresh="drop_sources") if args.full_refresh else pipeline.run(source)
+    # the demo account is made anew each time, so the demo always loads it whole
+    if args.full_refresh or args.demo:
+        info = pipeline.run(source, refresh="drop_sources")
+    else:
+        info = pipeline.run(source)
     print(info)
     print_summary(pipeline, time.monotonic() - started)
 

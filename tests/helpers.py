@@ -1,8 +1,9 @@
 """Assertion helpers shared by the tests: one per idea."""
 
-from typing import Any, Dict, List
+from typing import Any, Dict
 
 import dlt
+
 
 def source_for(emu: Any, **options: Any) -> Any:
     from klaviyo import klaviyo_source

@@ -11,8 +11,16 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def run(args: list, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "RUNTIME__DLTHUB_TELEMETRY": "false", "PYTHONPATH": str(REPO)}
-    return subprocess.run(args, cwd=cwd, env=env, input="y\ny\ny\n", capture_output=True, text=True, timeout=timeout)
+    # DLT_DATA_DIR keeps the pipeline's state inside the test's folder
+    env = {
+        **os.environ,
+        "RUNTIME__DLTHUB_TELEMETRY": "false",
+        "PYTHONPATH": str(REPO),
+        "DLT_DATA_DIR": str(cwd / ".dlt-data"),
+    }
+    return subprocess.run(
+        args, cwd=cwd, env=env, input="y\ny\ny\n", capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.mark.skipif(not (REPO / ".git").exists(), reason="dlt init reads the source from a git checkout")
@@ -33,5 +41,7 @@ def test_dlt_init_finds_klaviyo_as_a_verified_source(tmp_path: Path) -> None:
 def test_pipeline_script_demo_loads_the_emulated_account(tmp_path: Path) -> None:
     result = run([sys.executable, str(REPO / "klaviyo_pipeline.py"), "--demo"], cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert (tmp_path / "klaviyo.duckdb").exists()
-    assert "profiles" in result.stdout and "click" in result.stdout
+    assert (tmp_path / "klaviyo_demo.duckdb").exists()
+    loaded = dict(line.split()[:2] for line in result.stdout.splitlines() if line.startswith("  "))
+    for table in ("profiles", "list_members", "click", "receive", "metrics", "campaigns"):
+        assert int(loaded[table].replace(",", "")) > 0, result.stdout

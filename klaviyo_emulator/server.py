@@ -1,0 +1,927 @@
+"""HTTP server, request validation, pagination and fault injection."""
+
+from __future__ import annotations
+
+import base64
+import bisect
+import contextlib
+import functools
+import json
+import math
+import random
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
+
+from . import resources as R
+from .account import Account, AccountSpec
+from .filters import Condition, FilterError, matches, parse_filter, validate
+from .ratelimit import RateLimiter
+from .spec import SPEC_REVISION, Operation, operations
+
+JSONAPI = "application/vnd.api+json"
+DEFAULT_API_KEY = "pk_emulator_test_key_0000000000000000"
+
+
+@dataclass
+class EmulatorConfig:
+    """Emulator knobs; all fields may be changed at runtime through ``emu.config``."""
+
+    account: AccountSpec = field(default_factory=AccountSpec)
+    api_key: str = DEFAULT_API_KEY
+    host: str = "127.0.0.1"
+    port: int = 0
+    revisions: set[str] = field(default_factory=lambda: {SPEC_REVISION})
+    denied_scopes: set[str] = field(default_factory=set)
+    rate_limit_scale: float = 1.0
+    latency_ms: float = 0.0
+    latency_per_record_ms: float = 0.0
+    fault_seed: int = 0
+    fault_429_rate: float = 0.0
+    fault_retry_after: int = 1
+    fault_5xx_rate: float = 0.0
+    fault_drop_rate: float = 0.0
+    fault_bad_json_rate: float = 0.0
+
+
+@dataclass
+class Fault:
+    """An injected failure: an HTTP status (429/5xx/...), a dropped connection or a corrupt body."""
+
+    status: int | None = None
+    drop: bool = False
+    bad_json: bool = False
+    retry_after: int | None = None
+
+
+@dataclass
+class RequestInfo:
+    method: str
+    path: str
+    operation_id: str | None
+    query: dict[str, str]
+    index: int
+
+
+@dataclass
+class RequestLogEntry:
+    method: str
+    path: str
+    operation_id: str | None
+    query: dict[str, str]
+    status: int
+    records: int
+    elapsed_s: float
+    fault: str | None = None
+
+
+class _Drop(Exception):
+    """Close the connection without a response."""
+
+
+class HTTPError(Exception):
+    def __init__(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+        super().__init__(status)
+        self.status = status
+        self.body = body
+        self.headers = headers or {}
+
+
+def error_body(
+    status: int, code: str, title: str, detail: str, source: dict[str, str] | None = None
+) -> dict[str, Any]:
+    err: dict[str, Any] = {
+        "id": str(uuid.uuid4()),
+        "status": status,
+        "code": code,
+        "title": title,
+        "detail": detail,
+    }
+    err["source"] = source if source is not None else {"pointer": "/data/"}
+    return {"errors": [err]}
+
+
+def invalid(detail: str, parameter: str) -> HTTPError:
+    return HTTPError(400, error_body(400, "invalid", "Invalid input.", detail, {"parameter": parameter}))
+
+
+def not_found(detail: str = "Not found.") -> HTTPError:
+    return HTTPError(404, error_body(404, "not_found", "Not found.", detail))
+
+
+def throttled_body(seconds: int) -> dict[str, Any]:
+    unit = "second" if seconds == 1 else "seconds"
+    body = error_body(
+        429,
+        "throttled",
+        "Request was throttled.",
+        f"Request was throttled. Expected available in {seconds} {unit}.",
+        {"pointer": "/data"},
+    )
+    body["errors"][0]["links"] = {
+        "type": "https://developers.klaviyo.com/en/docs/rate_limits_and_error_handling#rate-limits"
+    }
+    body["errors"][0]["meta"] = {}
+    return body
+
+
+def server_error_body(status: int) -> dict[str, Any]:
+    titles = {
+        500: "A server error occurred.",
+        502: "Bad gateway.",
+        503: "Service unavailable.",
+        504: "Gateway timeout.",
+    }
+    codes = {500: "error", 502: "bad_gateway", 503: "service_unavailable", 504: "gateway_timeout"}
+    return error_body(
+        status,
+        codes.get(status, "error"),
+        titles.get(status, "A server error occurred."),
+        "An unexpected error occurred. Please try again later.",
+    )
+
+
+# --------------------------------------------------------------------------- operation table
+@dataclass
+class Handler:
+    serializer: R.Serializer
+    getter: R.Getter
+    source: Callable[[Account, str | None], list[R.Record]]
+    single: bool = False
+    default_sort: str | None = None
+    includes: dict[str, Callable[[Account, R.Record], list[tuple[R.Serializer, R.Record]]]] = field(
+        default_factory=dict
+    )
+    required_filters: tuple[str, ...] = ()
+
+
+def _child(mapping: str, key: str) -> Callable[[Account, str | None], list[R.Record]]:
+    def src(acc: Account, pid: str | None) -> list[R.Record]:
+        parent = getattr(acc, mapping).get(pid or "")
+        if parent is None:
+            raise R.NotFound(pid)
+        return list(parent[key])
+
+    return src
+
+
+def _members(mapping: str) -> Callable[[Account, str | None], list[R.Record]]:
+    def src(acc: Account, pid: str | None) -> list[R.Record]:
+        group = getattr(acc, mapping).get(pid or "")
+        if group is None:
+            raise R.NotFound(pid)
+        return [
+            dict(acc.profiles_by_id[p], joined_group_at=j)
+            for p, j in group["members"].items()
+            if p in acc.profiles_by_id
+        ]
+
+    return src
+
+
+def _all(mapping: str) -> Callable[[Account, str | None], list[R.Record]]:
+    return lambda acc, pid: list(getattr(acc, mapping).values())
+
+
+def _one(mapping: str) -> Callable[[Account, str | None], list[R.Record]]:
+    def src(acc: Account, pid: str | None) -> list[R.Record]:
+        rec = getattr(acc, mapping).get(pid or "")
+        if rec is None:
+            raise R.NotFound(pid)
+        return [rec]
+
+    return src
+
+
+def _inc_ids(
+    ser: R.Serializer, mapping: str, key: str
+) -> Callable[[Account, R.Record], list[tuple[R.Serializer, R.Record]]]:
+    def inc(acc: Account, rec: R.Record) -> list[tuple[R.Serializer, R.Record]]:
+        ids = rec.get(key)
+        if ids is None:
+            return []
+        if isinstance(ids, str):
+            ids = [ids]
+        table = getattr(acc, mapping)
+        return [(ser, table[i]) for i in ids if i in table]
+
+    return inc
+
+
+def _inc_flows(key: str) -> Callable[[Account, R.Record], list[tuple[R.Serializer, R.Record]]]:
+    def inc(acc: Account, rec: R.Record) -> list[tuple[R.Serializer, R.Record]]:
+        return [(R.ser_flow, f) for f in acc.flows_by_id.values() if f.get(key) == rec["id"]]
+
+    return inc
+
+
+def _none(acc: Account, rec: R.Record) -> list[tuple[R.Serializer, R.Record]]:
+    return []
+
+
+def _campaign_messages_src(acc: Account, pid: str | None) -> list[R.Record]:
+    camp = acc.campaigns_by_id.get(pid or "")
+    if camp is None:
+        raise R.NotFound(pid)
+    return [acc.campaign_messages_by_id[m] for m in camp["message_ids"]]
+
+
+def _flow_actions_src(acc: Account, pid: str | None) -> list[R.Record]:
+    flow = acc.flows_by_id.get(pid or "")
+    if flow is None:
+        raise R.NotFound(pid)
+    return [acc.flow_actions_by_id[a] for a in flow["action_ids"]]
+
+
+def _flow_messages_src(acc: Account, pid: str | None) -> list[R.Record]:
+    act = acc.flow_actions_by_id.get(pid or "")
+    if act is None:
+        raise R.NotFound(pid)
+    return [acc.flow_messages_by_id[m] for m in act["message_ids"]]
+
+
+_TAG_INC = _inc_ids(R.ser_tag, "tags_by_id", "tag_ids")
+
+HANDLERS: dict[str, Handler] = {
+    "get_accounts": Handler(R.ser_account, R.get_plain, lambda acc, pid: [acc.account_info]),
+    "get_metrics": Handler(
+        R.ser_metric,
+        R.get_metric_field,
+        _all("metrics_by_id"),
+        includes={"flow-triggers": _inc_flows("trigger_metric_id")},
+    ),
+    "get_metric": Handler(
+        R.ser_metric,
+        R.get_metric_field,
+        _one("metrics_by_id"),
+        single=True,
+        includes={"flow-triggers": _inc_flows("trigger_metric_id")},
+    ),
+    "get_events": Handler(
+        R.ser_event,
+        R.get_event_field,
+        lambda acc, pid: [],
+        default_sort="datetime",
+        includes={
+            "metric": _inc_ids(R.ser_metric, "metrics_by_id", "metric_id"),
+            "profile": _inc_ids(R.ser_profile, "profiles_by_id", "profile_id"),
+            "attributions": _none,
+        },
+    ),
+    "get_profiles": Handler(
+        R.ser_profile,
+        R.get_profile_field,
+        _all("profiles_by_id"),
+        includes={"conversations": _none, "push-tokens": _none},
+    ),
+    "get_lists": Handler(
+        R.ser_list,
+        R.get_plain,
+        _all("lists_by_id"),
+        includes={"tags": _TAG_INC, "flow-triggers": _inc_flows("trigger_list_id")},
+    ),
+    "get_list": Handler(
+        R.ser_list,
+        R.get_plain,
+        _one("lists_by_id"),
+        single=True,
+        includes={"tags": _TAG_INC, "flow-triggers": _inc_flows("trigger_list_id")},
+    ),
+    "get_profiles_for_list": Handler(R.ser_profile, R.get_profile_field, _members("lists_by_id")),
+    "get_profile_ids_for_list": Handler(
+        R.ser_relationship_profile, R.get_profile_field, _members("lists_by_id")
+    ),
+    "get_segments": Handler(
+        R.ser_segment,
+        R.get_plain,
+        _all("segments_by_id"),
+        includes={"tags": _TAG_INC, "flow-triggers": _none},
+    ),
+    "get_profiles_for_segment": Handler(R.ser_profile, R.get_profile_field, _members("segments_by_id")),
+    "get_campaigns": Handler(
+        R.ser_campaign,
+        R.get_campaign_field,
+        _all("campaigns_by_id"),
+        includes={
+            "campaign-messages": _inc_ids(R.ser_campaign_message, "campaign_messages_by_id", "message_ids"),
+            "tags": _TAG_INC,
+        },
+        required_filters=("messages.channel",),
+    ),
+    "get_messages_for_campaign": Handler(
+        R.ser_campaign_message,
+        R.get_plain,
+        _campaign_messages_src,
+        includes={
+            "campaign": _inc_ids(R.ser_campaign, "campaigns_by_id", "campaign_id"),
+            "template": _inc_ids(R.ser_template, "templates_by_id", "template_id"),
+            "image": _none,
+        },
+    ),
+    "get_flows": Handler(
+        R.ser_flow,
+        R.get_plain,
+        _all("flows_by_id"),
+        includes={
+            "flow-actions": _inc_ids(R.ser_flow_action, "flow_actions_by_id", "action_ids"),
+            "tags": _TAG_INC,
+        },
+    ),
+    "get_actions_for_flow": Handler(R.ser_flow_action, R.get_plain, _flow_actions_src),
+    "get_flow_action_messages": Handler(R.ser_flow_message, R.get_plain, _flow_messages_src),
+    "get_templates": Handler(R.ser_template, R.get_plain, _all("templates_by_id")),
+    "get_tags": Handler(
+        R.ser_tag,
+        R.get_plain,
+        _all("tags_by_id"),
+        includes={"tag-group": _inc_ids(R.ser_tag_group, "tag_groups_by_id", "tag_group_id")},
+    ),
+    "get_tag_groups": Handler(R.ser_tag_group, R.get_plain, _all("tag_groups_by_id")),
+}
+
+
+def _routes() -> list[Operation]:
+    ops = operations()
+    return [ops[oid] for oid in HANDLERS if oid in ops]
+
+
+# --------------------------------------------------------------------------- query parsing
+@dataclass
+class Query:
+    page_size: int | None
+    sort: str | None
+    conditions: list[Condition]
+    cursor: tuple[Any, ...] | None
+    ctx: R.Ctx
+
+
+def _b64(data: Any) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def _unb64(text: str) -> Any:
+    return json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+
+
+def parse_query(op: Operation, handler: Handler, params: dict[str, str]) -> Query:
+    for name in params:
+        if name not in op.query_params:
+            raise invalid(f"'{name}' is not a valid query parameter for this endpoint.", name)
+    page_size: int | None = None
+    if op.page_size is not None:
+        default, lo, hi = op.page_size
+        page_size = default
+        if "page[size]" in params:
+            raw = params["page[size]"]
+            try:
+                page_size = int(raw)
+            except ValueError:
+                raise invalid(f"'{raw}' is not a valid integer.", "page[size]") from None
+            if not lo <= page_size <= hi:
+                raise invalid(f"Page size must be an integer between {lo} and {hi}.", "page[size]")
+    sort = params.get("sort")
+    if sort is not None and (op.sort is None or sort not in op.sort):
+        allowed = ", ".join(op.sort or ())
+        raise invalid(f"'{sort}' is not a valid sort field. Valid sort fields are: {allowed}.", "sort")
+    ctx = R.Ctx(operation_id=op.operation_id)
+    for name, value in params.items():
+        if name.startswith("fields["):
+            rtype = name[7:-1]
+            wanted = [v for v in value.split(",") if v]
+            bad = [v for v in wanted if v not in op.fields.get(rtype, frozenset())]
+            if bad:
+                raise invalid(f"'{bad[0]}' is not a valid field for the resource '{rtype}'.", name)
+            ctx.fields[rtype] = wanted
+        elif name.startswith("additional-fields["):
+            rtype = name[18:-1]
+            wanted = [v for v in value.split(",") if v]
+            bad = [v for v in wanted if v not in op.additional_fields.get(rtype, frozenset())]
+            if bad:
+                raise invalid(f"'{bad[0]}' is not a valid additional field for '{rtype}'.", name)
+            ctx.additional[rtype] = set(wanted)
+    if "include" in params:
+        wanted = [v for v in params["include"].split(",") if v]
+        bad = [v for v in wanted if v not in (op.include or frozenset())]
+        if bad:
+            raise invalid(f"'{bad[0]}' is not a valid related resource to include.", "include")
+        ctx.include = set(wanted)
+    conditions: list[Condition] = []
+    if "filter" in params:
+        try:
+            conditions = validate(parse_filter(params["filter"]), op.filters)
+        except FilterError as exc:
+            raise invalid(str(exc), "filter") from None
+    for req in handler.required_filters:
+        if not any(c.field == req and c.op == "equals" and not c.is_list for c in conditions):
+            raise invalid(f"A filter on '{req}' is required (e.g. equals({req},'email')).", "filter")
+    cursor = None
+    if "page[cursor]" in params:
+        try:
+            data = _unb64(params["page[cursor]"])
+            cursor = (str(data["s"]), tuple(data["k"][0]), str(data["k"][1]))
+            if data["s"] != (sort or ""):
+                raise ValueError("sort mismatch")
+        except Exception:
+            raise invalid("Invalid page cursor.", "page[cursor]") from None
+    return Query(page_size, sort, conditions, cursor, ctx)
+
+
+# --------------------------------------------------------------------------- pagination
+def _keyed(
+    records: list[R.Record], handler: Handler, sort: str | None
+) -> list[tuple[tuple[Any, ...], str, R.Record]]:
+    field_name = (sort or handler.default_sort or "id").lstrip("-")
+    if field_name == "id":
+        return [((1, r["id"]), r["id"], r) for r in records]
+    return [(R.sort_value(handler.getter(r, field_name)), r["id"], r) for r in records]
+
+
+def page_generic(
+    acc: Account, handler: Handler, q: Query, parent: str | None
+) -> tuple[list[R.Record], tuple[Any, ...] | None]:
+    records = handler.source(acc, parent)
+    if q.conditions:
+        records = [
+            r for r in records if all(matches(c, functools.partial(handler.getter, r)) for c in q.conditions)
+        ]
+    keyed = _keyed(records, handler, q.sort)
+    desc = bool(q.sort and q.sort.startswith("-"))
+    keyed.sort(key=lambda t: (t[0], t[1]), reverse=desc)
+    start = 0
+    if q.cursor is not None:
+        ck = (q.cursor[1], q.cursor[2])
+        keys = [(t[0], t[1]) for t in keyed]
+        if desc:
+            # keys are descending: find first key strictly below the cursor
+            lo, hi = 0, len(keys)
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if keys[mid] >= ck:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            start = lo
+        else:
+            start = bisect.bisect_right(keys, ck)
+    size = q.page_size if q.page_size is not None else len(keyed)
+    chunk = keyed[start : start + size]
+    nxt = None
+    if q.page_size is not None and start + size < len(keyed) and chunk:
+        nxt = (chunk[-1][0], chunk[-1][1])
+    return [t[2] for t in chunk], nxt
+
+
+_RANGE_OPS = {"greater-than", "greater-or-equal", "less-than", "less-or-equal"}
+
+
+def page_events(acc: Account, q: Query) -> tuple[list[R.Record], tuple[Any, ...] | None]:
+    """Fast path: per-metric sorted (timestamp, id) index + bisect for ranges and the cursor."""
+    metric_ids: list[str] | None = None
+    lo: tuple[int, str] = (-(2**62), "")
+    hi: tuple[int, str] = (2**62, "\uffff")
+    rest: list[Condition] = []
+    for c in q.conditions:
+        if c.field == "metric_id" and c.op == "equals":
+            vals = list(c.value) if c.is_list else [c.value]
+            metric_ids = vals if metric_ids is None else [m for m in metric_ids if m in vals]
+        elif c.field in ("datetime", "timestamp") and c.op in _RANGE_OPS:
+            v = c.value
+            secs = v.timestamp() if c.field == "datetime" else float(v)
+            # timestamps are whole seconds: translate to an integer bound on the index
+            if c.op == "greater-or-equal":
+                lo = max(lo, (math.ceil(secs), ""))
+            elif c.op == "greater-than":
+                lo = max(lo, (math.floor(secs) + 1, ""))
+            elif c.op == "less-than":
+                hi = min(hi, (math.ceil(secs), ""))
+            else:
+                hi = min(hi, (math.floor(secs) + 1, ""))
+        else:
+            rest.append(c)
+    if metric_ids is None:
+        index = acc.event_index
+    elif len(metric_ids) == 1:
+        index = acc.metric_index.get(metric_ids[0], [])
+    else:
+        index = sorted(x for m in dict.fromkeys(metric_ids) for x in acc.metric_index.get(m, []))
+    start = bisect.bisect_left(index, lo)
+    end = bisect.bisect_left(index, hi)
+    desc = bool(q.sort and q.sort.startswith("-"))
+    if q.cursor is not None:
+        ck = (int(q.cursor[1][1]), q.cursor[2])
+        if desc:
+            end = min(end, bisect.bisect_left(index, ck))
+        else:
+            start = max(start, bisect.bisect_right(index, ck))
+    size = q.page_size or 200
+    events = acc.events_by_id
+    out: list[R.Record] = []
+    rng: Iterator[int] = iter(range(end - 1, start - 1, -1)) if desc else iter(range(start, end))
+    last_key: tuple[int, str] | None = None
+    more = False
+    for i in rng:
+        ev = events[index[i][1]]
+        if rest and not all(matches(c, functools.partial(R.get_event_field, ev)) for c in rest):
+            continue
+        if len(out) == size:
+            more = True
+            break
+        out.append(ev)
+        last_key = index[i]
+    nxt = ((1, last_key[0]), last_key[1]) if more and last_key else None
+    return out, nxt
+
+
+# --------------------------------------------------------------------------- the emulator
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    emulator: Emulator
+
+
+class Emulator:
+    """A running (or startable) Klaviyo API emulator."""
+
+    def __init__(self, config: EmulatorConfig | None = None, account: Account | None = None) -> None:
+        self.config = config or EmulatorConfig()
+        self.account = account or Account(self.config.account)
+        self.request_log: list[RequestLogEntry] = []
+        self.fault_hook: Callable[[RequestInfo], Fault | None] | None = None
+        self.rate_limiter = RateLimiter()
+        self._log_lock = threading.Lock()
+        self._fault_lock = threading.Lock()
+        self._fault_rng = random.Random(self.config.fault_seed)
+        self._fail_queue: list[Fault] = []
+        self._counter = 0
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._routes = _routes()
+
+    # ---- lifecycle
+    def start(self) -> Emulator:
+        srv = _Server((self.config.host, self.config.port), _RequestHandler)
+        srv.emulator = self
+        self._server = srv
+        self._thread = threading.Thread(target=srv.serve_forever, name="klaviyo-emulator", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> Emulator:
+        return self.start() if self._server is None else self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("emulator not started")
+        return int(self._server.server_address[1])
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.config.host}:{self.port}/api"
+
+    @property
+    def api_key(self) -> str:
+        return self.config.api_key
+
+    def headers(self) -> dict[str, str]:
+        """Headers a well-behaved client sends."""
+        return {
+            "Authorization": f"Klaviyo-API-Key {self.config.api_key}",
+            "revision": SPEC_REVISION,
+            "Accept": JSONAPI,
+        }
+
+    # ---- log & faults
+    def clear_log(self) -> None:
+        with self._log_lock:
+            self.request_log.clear()
+
+    def fail_next(
+        self,
+        n: int = 1,
+        status: int = 503,
+        drop: bool = False,
+        bad_json: bool = False,
+        retry_after: int | None = None,
+    ) -> None:
+        """Make the next ``n`` routed requests fail with ``status`` (or drop / corrupt the body)."""
+        with self._fault_lock:
+            self._fail_queue.extend(
+                Fault(
+                    status=None if (drop or bad_json) else status,
+                    drop=drop,
+                    bad_json=bad_json,
+                    retry_after=retry_after,
+                )
+                for _ in range(n)
+            )
+
+    def _pick_fault(self, info: RequestInfo) -> Fault | None:
+        if self.fault_hook is not None:
+            f = self.fault_hook(info)
+            if f is not None:
+                return f
+        cfg = self.config
+        with self._fault_lock:
+            if self._fail_queue:
+                return self._fail_queue.pop(0)
+            r = self._fault_rng
+            if cfg.fault_drop_rate and r.random() < cfg.fault_drop_rate:
+                return Fault(drop=True)
+            if cfg.fault_429_rate and r.random() < cfg.fault_429_rate:
+                return Fault(status=429, retry_after=cfg.fault_retry_after)
+            if cfg.fault_5xx_rate and r.random() < cfg.fault_5xx_rate:
+                return Fault(status=r.choice([500, 502, 503]))
+            if cfg.fault_bad_json_rate and r.random() < cfg.fault_bad_json_rate:
+                return Fault(bad_json=True)
+        return None
+
+    def _log(self, entry: RequestLogEntry) -> None:
+        with self._log_lock:
+            self.request_log.append(entry)
+
+    def _next_index(self) -> int:
+        with self._log_lock:
+            self._counter += 1
+            return self._counter
+
+    # ---- request processing
+    def route(self, path: str) -> tuple[Operation, str | None] | None:
+        for op in self._routes:
+            m = op.regex.match(path)
+            if m:
+                return op, (m.group(1) if m.groups() else None)
+        return None
+
+    def build_body(
+        self, op: Operation, parent: str | None, params: dict[str, str], raw_query: str, path: str, base: str
+    ) -> tuple[str, int]:
+        handler = HANDLERS[op.operation_id]
+        q = parse_query(op, handler, params)
+        acc = self.account
+        with acc.lock:
+            try:
+                if op.operation_id == "get_events":
+                    records, nxt = page_events(acc, q)
+                else:
+                    records, nxt = page_generic(acc, handler, q, parent)
+            except R.NotFound:
+                raise not_found(f"A resource with id '{parent}' was not found.") from None
+            ctx = q.ctx
+            fast = (
+                op.operation_id == "get_events"
+                and "event" not in ctx.fields
+                and "attributions" not in ctx.include
+            )
+            if fast:
+                # per-base cache of each event's final JSON fragment (links already absolute)
+                frags = acc.event_fragments.setdefault(base, {})
+                parts = []
+                for ev in records:
+                    frag = frags.get(ev["id"])
+                    if frag is None:
+                        frag = json.dumps(R.ser_event(acc, ev, ctx), separators=(",", ":")).replace(
+                            R.BASE, base
+                        )
+                        frags[ev["id"]] = frag
+                    parts.append(frag)
+                data_json = "[" + ",".join(parts) + "]"
+            else:
+                docs = [handler.serializer(acc, r, ctx) for r in records]
+                if handler.single:
+                    data_json = json.dumps(docs[0], separators=(",", ":"))
+                else:
+                    data_json = json.dumps(docs, separators=(",", ":"))
+            included_json = None
+            if ctx.include:
+                seen: set[tuple[str, str]] = set()
+                inc_docs: list[dict[str, Any]] = []
+                inc_ctx = R.Ctx(fields=ctx.fields)
+                for r in records:
+                    for name in sorted(ctx.include):
+                        fn = handler.includes.get(name)
+                        if fn is None:
+                            continue
+                        for ser, rec in fn(acc, r):
+                            doc = ser(acc, rec, inc_ctx)
+                            key = (doc["type"], doc["id"])
+                            if key not in seen:
+                                seen.add(key)
+                                inc_docs.append(doc)
+                included_json = json.dumps(inc_docs, separators=(",", ":"))
+        self_url = base + path[len("/api") :] + (("?" + raw_query) if raw_query else "")
+        links: dict[str, Any] = {"self": self_url}
+        if not handler.single:
+            next_url = None
+            if nxt is not None:
+                cursor = _b64({"s": q.sort or "", "k": [list(nxt[0]), nxt[1]]})
+                np = {k: v for k, v in params.items() if k != "page[cursor]"}
+                np["page[cursor]"] = cursor
+                next_url = base + path[len("/api") :] + "?" + urlencode(np, quote_via=quote, safe="")
+            links = {"self": self_url, "next": next_url, "prev": None}
+        body = '{"data":' + data_json + ',"links":' + json.dumps(links, separators=(",", ":"))
+        if included_json is not None:
+            body += ',"included":' + included_json
+        body += "}"
+        if R.BASE in body:
+            body = body.replace(R.BASE, base)
+        return body, len(records)
+
+
+class _RequestHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        with contextlib.suppress(OSError):
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        return
+
+    def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", JSONAPI)
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _reject(self, method: str) -> None:
+        emu = self.server.emulator
+        t0 = time.perf_counter()
+        path = urlsplit(self.path).path
+        body = json.dumps(
+            error_body(405, "method_not_allowed", "Method not allowed.", f'Method "{method}" not allowed.')
+        ).encode()
+        self._send(405, body)
+        emu._log(RequestLogEntry(method, path, None, {}, 405, 0, time.perf_counter() - t0))
+
+    def do_POST(self) -> None:  # noqa: N802
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)
+        self._reject("POST")
+
+    def do_PUT(self) -> None:  # noqa: N802
+        self.do_POST()
+
+    def do_PATCH(self) -> None:  # noqa: N802
+        self.do_POST()
+
+    def do_DELETE(self) -> None:  # noqa: N802
+        self._reject("DELETE")
+
+    def do_GET(self) -> None:  # noqa: N802
+        emu = self.server.emulator
+        cfg = emu.config
+        t0 = time.perf_counter()
+        parts = urlsplit(self.path)
+        path = parts.path
+        params = dict(parse_qsl(parts.query, keep_blank_values=True))
+        op_id: str | None = None
+        status = 500
+        records = 0
+        fault_name: str | None = None
+        response: tuple[int, bytes, dict[str, str]] | None
+        try:
+            routed = emu.route(path)
+            if routed is None:
+                raise not_found(f"The path {path} could not be found.")
+            op, parent = routed
+            op_id = op.operation_id
+            auth = self.headers.get("Authorization", "")
+            if auth != f"Klaviyo-API-Key {cfg.api_key}":
+                body = {
+                    "errors": [
+                        {
+                            "id": str(uuid.uuid4()),
+                            "status": 401,
+                            "code": "not_authenticated",
+                            "title": "Authentication credentials were not provided.",
+                            "detail": "Missing or invalid private key.",
+                            "source": {"pointer": "/data/"},
+                        }
+                    ]
+                }
+                raise HTTPError(401, body)
+            revision = self.headers.get("revision")
+            if not revision:
+                raise HTTPError(
+                    400,
+                    error_body(
+                        400,
+                        "invalid",
+                        "Invalid input.",
+                        "Missing required header: 'revision'.",
+                        {"parameter": "revision"},
+                    ),
+                )
+            if revision not in cfg.revisions:
+                raise not_found(f"No valid revisions found for method {op_id} at revision {revision}.")
+            for scope in op.scopes:
+                if scope in cfg.denied_scopes:
+                    raise HTTPError(
+                        403,
+                        error_body(
+                            403,
+                            "permission_denied",
+                            "You do not have permission to perform this action.",
+                            f"This API key is missing required scopes: {scope}.",
+                        ),
+                    )
+            decision = emu.rate_limiter.check(op_id, auth, op.rate_limits, cfg.rate_limit_scale)
+            if not decision.allowed:
+                raise HTTPError(
+                    429, throttled_body(decision.retry_after), {"Retry-After": str(decision.retry_after)}
+                )
+            fault = emu._pick_fault(RequestInfo("GET", path, op_id, params, emu._next_index()))
+            if fault is not None:
+                if fault.drop:
+                    fault_name = "drop"
+                    status = 0
+                    raise _Drop()
+                if fault.status is not None:
+                    fault_name = f"status_{fault.status}"
+                    if fault.status == 429:
+                        ra = fault.retry_after if fault.retry_after is not None else cfg.fault_retry_after
+                        raise HTTPError(429, throttled_body(ra), {"Retry-After": str(ra)})
+                    if fault.status >= 500:
+                        raise HTTPError(fault.status, server_error_body(fault.status))
+                    raise HTTPError(
+                        fault.status, error_body(fault.status, "error", "Injected error.", "Injected error.")
+                    )
+            host = self.headers.get("Host") or f"{cfg.host}:{emu.port}"
+            base = f"http://{host}/api"
+            body_text, records = emu.build_body(op, parent, params, parts.query, path, base)
+            payload = body_text.encode()
+            if fault is not None and fault.bad_json:
+                fault_name = "bad_json"
+                payload = payload[: max(12, len(payload) // 2)] if len(payload) > 24 else b'{"data":[{"type":'
+            headers = {}
+            if decision.limit:
+                headers = {
+                    "RateLimit-Limit": str(decision.limit),
+                    "RateLimit-Remaining": str(decision.remaining),
+                    "RateLimit-Reset": str(decision.reset),
+                }
+            status = 200
+            response = (200, payload, headers)
+        except _Drop:
+            response = None
+        except HTTPError as exc:
+            status = exc.status
+            response = (exc.status, json.dumps(exc.body).encode(), exc.headers)
+        except Exception as exc:  # pragma: no cover - defensive
+            status = 500
+            body = server_error_body(500)
+            body["errors"][0]["detail"] = f"Emulator error: {exc!r}"
+            response = (500, json.dumps(body).encode(), {})
+        self._sleep(records)
+        # log before responding so a client that got its response always finds the entry
+        emu._log(
+            RequestLogEntry("GET", path, op_id, params, status, records, time.perf_counter() - t0, fault_name)
+        )
+        if response is None:
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        self._send(*response)
+
+    def _sleep(self, records: int) -> None:
+        cfg = self.server.emulator.config
+        delay = cfg.latency_ms / 1000.0 + cfg.latency_per_record_ms * records / 1000.0
+        if delay > 0:
+            time.sleep(delay)
+
+
+@contextmanager
+def run_emulator(config: EmulatorConfig | None = None) -> Iterator[Emulator]:
+    """Start an emulator on 127.0.0.1 (free port by default) in a daemon thread; stop it on exit."""
+    emu = Emulator(config).start()
+    try:
+        yield emu
+    finally:
+        emu.stop()

@@ -1,0 +1,176 @@
+"""Load Klaviyo's OpenAPI spec into a per-operation table that drives request validation.
+
+Everything the emulator validates (allowed query parameters, page[size] bounds, sort enums,
+sparse-fieldset enums, include enums, additional-fields, filter fields/operators, rate limits
+and scopes) is read from the spec here, so every endpoint behaves consistently.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+SPEC_PATH = Path(__file__).with_name("openapi-2026-07-15-subset.json")
+SPEC_REVISION = "2026-07-15"
+
+_WINDOW_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """One fixed window: at most ``limit`` requests per ``window_s`` seconds."""
+
+    limit: int
+    window_s: int
+
+    @classmethod
+    def parse(cls, text: str) -> RateLimit:
+        count, unit = text.strip().split("/")
+        return cls(int(count), _WINDOW_SECONDS[unit.strip()[0]])
+
+
+@dataclass(frozen=True)
+class FilterField:
+    """Allowed operators of one filterable field (from ``x-klaviyo-filters``)."""
+
+    name: str
+    single: frozenset[str]
+    list: frozenset[str]
+    none: frozenset[str]
+    value_type: str  # "string" | "number" | "boolean" | "datetime" | ""
+    enum: tuple[Any, ...] | None = None
+
+
+@dataclass
+class Operation:
+    """Validation facts for one GET operation, built from the spec."""
+
+    operation_id: str
+    path: str  # e.g. "/api/lists/{id}/profiles"
+    regex: re.Pattern[str]
+    query_params: dict[str, dict[str, Any]]
+    required_query: frozenset[str]
+    page_size: tuple[int, int, int] | None  # (default, minimum, maximum)
+    sort: tuple[str, ...] | None
+    fields: dict[str, frozenset[str]]  # resource type -> allowed sparse fields
+    include: frozenset[str] | None
+    additional_fields: dict[str, frozenset[str]]
+    filters: dict[str, FilterField]
+    rate_limits: tuple[RateLimit, ...]
+    scopes: tuple[str, ...]
+    response_schema_ref: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def has_cursor(self) -> bool:
+        return "page[cursor]" in self.query_params
+
+
+def _path_regex(path: str) -> re.Pattern[str]:
+    pattern = re.sub(r"\\\{[^}]+\\\}", "([^/]+)", re.escape(path))
+    return re.compile("^" + pattern + "/?$")
+
+
+def _enum_of(schema: dict[str, Any]) -> list[Any]:
+    if "items" in schema:
+        schema = schema["items"]
+    return list(schema.get("enum", []))
+
+
+def _build_operation(path: str, op: dict[str, Any]) -> Operation:
+    query: dict[str, dict[str, Any]] = {}
+    required: set[str] = set()
+    page_size: tuple[int, int, int] | None = None
+    sort: tuple[str, ...] | None = None
+    fields: dict[str, frozenset[str]] = {}
+    include: frozenset[str] | None = None
+    additional: dict[str, frozenset[str]] = {}
+    for param in op.get("parameters", []):
+        if param.get("in") != "query":
+            continue
+        name = param["name"]
+        schema = param.get("schema", {})
+        query[name] = schema
+        if param.get("required"):
+            required.add(name)
+        if name == "page[size]":
+            page_size = (
+                int(schema.get("default", schema.get("maximum", 100))),
+                int(schema.get("minimum", 1)),
+                int(schema.get("maximum", 100)),
+            )
+        elif name == "sort":
+            sort = tuple(_enum_of(schema))
+        elif name == "include":
+            include = frozenset(_enum_of(schema))
+        elif name.startswith("fields["):
+            fields[name[7:-1]] = frozenset(_enum_of(schema))
+        elif name.startswith("additional-fields["):
+            additional[name[18:-1]] = frozenset(_enum_of(schema))
+    filters: dict[str, FilterField] = {}
+    for fname, spec in (op.get("x-klaviyo-filters") or {}).items():
+        ops = spec.get("operators", {})
+        value = spec.get("value", {}) or {}
+        vtype = value.get("type", "")
+        if vtype == "string" and value.get("format") == "date-time":
+            vtype = "datetime"
+        enum = value.get("enum")
+        filters[fname] = FilterField(
+            name=fname,
+            single=frozenset(ops.get("single", [])),
+            list=frozenset(ops.get("list", [])),
+            none=frozenset(ops.get("none", [])),
+            value_type=vtype,
+            enum=tuple(enum) if enum else None,
+        )
+    rl = op.get("x-klaviyo-ratelimit") or {}
+    limits = tuple(RateLimit.parse(rl[k]) for k in ("burst", "steady") if k in rl)
+    ref = ""
+    with contextlib.suppress(KeyError):
+        ref = op["responses"]["200"]["content"]["application/vnd.api+json"]["schema"]["$ref"]
+    return Operation(
+        operation_id=op["operationId"],
+        path=path,
+        regex=_path_regex(path),
+        query_params=query,
+        required_query=frozenset(required),
+        page_size=page_size,
+        sort=sort,
+        fields=fields,
+        include=include,
+        additional_fields=additional,
+        filters=filters,
+        rate_limits=limits,
+        scopes=tuple(op.get("x-klaviyo-scopes", [])),
+        response_schema_ref=ref,
+    )
+
+
+@lru_cache(maxsize=1)
+def load_spec() -> dict[str, Any]:
+    """The raw spec JSON (cached)."""
+    with SPEC_PATH.open(encoding="utf-8") as fh:
+        data: dict[str, Any] = json.load(fh)
+    return data
+
+
+@lru_cache(maxsize=1)
+def operations() -> dict[str, Operation]:
+    """All GET operations of the spec, keyed by operationId."""
+    table: dict[str, Operation] = {}
+    for path, item in load_spec()["paths"].items():
+        op = item.get("get")
+        if op:
+            built = _build_operation(path, op)
+            table[built.operation_id] = built
+    return table
+
+
+def operation_for_path(path: str) -> dict[str, Operation]:
+    """Operations keyed by spec path template."""
+    return {op.path: op for op in operations().values() if op.path == path}
