@@ -82,8 +82,9 @@ def klaviyo_source(
         extra_metrics: Names of further metrics whose events each get a table named after the metric
             in snake_case, e.g. "Placed Order" -> `placed_order`. A name the account does not have
             yet gives an empty table and a warning (Klaviyo creates a metric with its first event).
-        lookback_seconds: Each run reads events again from this long before the last loaded one,
-            to catch events that reached Klaviyo late; merge keeps the tables free of duplicates.
+        lookback_seconds: Each run reads events again from this long before the previous run
+            started, to catch events that reached Klaviyo late; merge keeps the tables free of
+            duplicates.
         max_retry_after: A 429 asking to wait longer than this many seconds fails the run instead of
             sleeping (Klaviyo's daily quotas answer with waits of hours).
         workers: Requests each table may have in flight at once. Klaviyo's per-endpoint rate limits
@@ -111,17 +112,24 @@ def klaviyo_source(
 
     if not isinstance(lookback_seconds, (int, float)) or lookback_seconds < 0:
         raise ValueError(f"lookback_seconds={lookback_seconds!r} must be a number of seconds >= 0.")
-    # rows dated in the future are loaded, but the next run starts no later than this run's start
-    not_after_now = _capped_max(datetime.now(timezone.utc))
+    run_started = datetime.now(timezone.utc)
 
-    def window(cursor: str, lag: Optional[float] = None) -> Incremental[Any]:
+    def window(cursor: str, lookback: float = 0.0) -> Incremental[Any]:
+        """The incremental on `cursor`; the next run starts no later than `lookback` before this one.
+
+        Capping the saved cursor at the run's start means rows dated in the future are loaded but
+        do not make the next run skip what happens until then; going back `lookback` seconds
+        catches rows that reached Klaviyo after this run read their time range. dlt's own `lag`
+        steps back from the newest row instead, which a single future-dated event would defeat.
+        """
         initial = start or (BEGINNING_OF_TIME if end else None)
         return dlt.sources.incremental(
             cursor,
             initial_value=initial,
             end_value=end,
-            last_value_func=not_after_now,
-            lag=lag or None,
+            last_value_func=_capped_max(run_started - timedelta(seconds=lookback)),
+            # with a lookback many rows share the boundary; merge on `id` dedupes them instead
+            primary_key=() if lookback else None,
         )
 
     if not isinstance(workers, int) or workers < 1:

@@ -19,7 +19,8 @@ DEFAULT_MAX_RETRY_AFTER = 300.0
 # Requests one table may have in flight; the rate limiter keeps any number within Klaviyo's limits.
 DEFAULT_WORKERS = 4
 
-# Events are re-read from this long before the last loaded one, for events that reach Klaviyo late.
+# Each run reads events again from this long before the previous run started, for events that
+# reach Klaviyo late.
 DEFAULT_EVENT_LOOKBACK_SECONDS = 3600.0
 
 
