@@ -138,13 +138,13 @@ def klaviyo_source(
         _resource("profiles", _stream_rows, client, "profiles", window("updated"), workers),
         _resource("global_exclusions", _global_exclusion_rows, client),
         _resource("lists", _stream_rows, client, "lists", window("updated")),
-        _resource("list_members", _list_member_rows, client, workers),
+        _resource("list_members", _member_rows, client, "list_members", workers),
         _resource("campaigns", _campaign_rows, client, window("updated_at"), workers),
         _resource("metrics", _stream_rows, client, "metrics", None),
     ]
     for table, names in metric_tables.items():
         resource = _resource(
-            "events",
+            "metric_events",
             _metric_event_rows,
             client,
             catalog,
@@ -154,12 +154,25 @@ def klaviyo_source(
             table_name=table,
         )
         resources.append(resource)
-    everything = _resource(
-        "events", _stream_rows, client, "events", window("datetime", lookback_seconds), workers
-    )
-    everything.selected = False
-    resources.append(everything)
-    return resources
+    # beyond the original connector: opt in with `with_resources(...)`
+    campaigns = resources[4]
+    flows = _resource("flows", _stream_rows, client, "flows", window("updated"))
+    flow_actions = _children(flows, "flow_actions", "flow_id", client, workers)
+    optional = [
+        _resource("events", _stream_rows, client, "events", window("datetime", lookback_seconds), workers),
+        _resource("segments", _stream_rows, client, "segments", window("updated")),
+        _resource("segment_members", _member_rows, client, "segment_members", workers),
+        _children(campaigns, "campaign_messages", "campaign_id", client, workers),
+        flows,
+        flow_actions,
+        _children(flow_actions, "flow_messages", "flow_action_id", client, workers),
+        _resource("templates", _stream_rows, client, "templates", window("updated"), workers),
+        _resource("tags", _stream_rows, client, "tags", None),
+        _resource("tag_groups", _stream_rows, client, "tag_groups", None),
+    ]
+    for resource in optional:
+        resource.selected = False
+    return resources + optional
 
 
 def _resource(stream_name: str, rows: Any, *args: Any, table_name: Optional[str] = None) -> DltResource:
@@ -172,7 +185,24 @@ def _resource(stream_name: str, rows: Any, *args: Any, table_name: Optional[str]
         primary_key=list(stream.primary_key),
         write_disposition=stream.write_disposition,
         columns=TABLE_COLUMNS[stream_name],
+        parallelized=True,  # tables extract side by side on dlt's worker threads
     )(*args)
+
+
+def _children(
+    parent: DltResource, table: str, parent_key: str, client: KlaviyoClient, workers: int
+) -> DltResource:
+    """A table read per row of `parent` (only the parents this run loads, so fan-outs stay small)."""
+    stream = STREAMS[table]
+    return dlt.transformer(
+        _child_rows,
+        data_from=parent,
+        name=table,
+        primary_key=list(stream.primary_key),
+        write_disposition=stream.write_disposition,
+        columns=TABLE_COLUMNS[table],
+        parallelized=True,
+    )(client, table, parent_key, workers)
 
 
 def _capped_max(cap: datetime) -> Callable[[Sequence[Any]], Any]:
@@ -251,11 +281,14 @@ def _read(
     cursor: Optional[Incremental[Any]] = None,
     filters: Sequence[str] = (),
     path_id: Optional[str] = None,
-    **extra_columns: Any,
+    columns: Optional[Mapping[str, Any]] = None,
 ) -> Iterator[List[TDataItem]]:
-    """The one generic path: page through a stream's endpoint and shape each page into rows."""
+    """The one generic path: page through a stream's endpoint and shape each page into rows.
+
+    `columns` are added to every row (e.g. the parent's id for a child table).
+    """
     start, end = _bounds(cursor)
-    return _read_window(client, stream, start, end, filters, path_id, extra_columns)
+    return _read_window(client, stream, start, end, filters, path_id, columns or {})
 
 
 def _read_window(
@@ -273,10 +306,24 @@ def _read_window(
         params["filter"] = ",".join(conditions)
     for page in client.paginate(stream.endpoint, params, path_id):
         rows = [to_row(item, stream.cursor) for item in page.data]
+        if page.included:
+            _add_included(rows, page.included)
         if extra_columns:
             for row in rows:
                 row.update(extra_columns)
         yield rows
+
+
+def _add_included(rows: List[Dict[str, Any]], included: List[Dict[str, Any]]) -> None:
+    """Resolves what `include=` brought along into plain columns (events: the metric's name)."""
+    metrics = {item["id"]: item.get("attributes") or {} for item in included if item.get("type") == "metric"}
+    if not metrics:
+        return
+    for row in rows:
+        metric = metrics.get(row.get("metric_id"))
+        if metric is not None:
+            row["metric_name"] = metric.get("name")
+            row["metric_integration"] = _integration_key(metric)
 
 
 def _read_split(
@@ -286,7 +333,6 @@ def _read_split(
     workers: int,
     filters: Sequence[str] = (),
     path_id: Optional[str] = None,
-    **extra_columns: Any,
 ) -> Iterator[List[TDataItem]]:
     """Like `_read`, but cuts the cursor range into windows read by `workers` threads at once.
 
@@ -296,18 +342,18 @@ def _read_split(
     """
     start, end = _bounds(cursor)
     if workers <= 1 or stream.cursor is None or stream.cursor_filter[1] is None:
-        return _read_window(client, stream, start, end, filters, path_id, extra_columns)
+        return _read_window(client, stream, start, end, filters, path_id, {})
     first = start or _oldest_cursor_value(client, stream, filters, path_id)
     last = end or datetime.now(timezone.utc)
     if first is None or last <= first:
-        return _read_window(client, stream, start, end, filters, path_id, extra_columns)
+        return _read_window(client, stream, start, end, filters, path_id, {})
     pieces = workers * WINDOWS_PER_WORKER
     step = (last - first) / pieces
     edges: List[Optional[datetime]] = [first + step * i for i in range(pieces)]
     edges[0] = start  # keep the caller's own lower bound (None reads from the very beginning)
     edges.append(end)  # open-ended unless an end was asked for: rows dated in the future still load
     producers = [
-        functools.partial(_read_window, client, stream, low, high, filters, path_id, extra_columns)
+        functools.partial(_read_window, client, stream, low, high, filters, path_id, {})
         for low, high in zip(edges, edges[1:])
     ]
     return interleave(producers, workers)
@@ -342,7 +388,7 @@ def _campaign_rows(client: KlaviyoClient, cursor: Incremental[Any], workers: int
             STREAMS["campaigns"],
             cursor,
             [f"equals(messages.channel,'{channel}')", f"equals(archived,{archived})"],
-            channel=channel,
+            columns={"channel": channel},
         )
         for channel in CAMPAIGN_CHANNELS
         for archived in ("false", "true")
@@ -375,24 +421,44 @@ def _latest_suppression(row: Mapping[str, Any]) -> Optional[Dict[str, Any]]:
     return max(entries, key=lambda e: e.get("timestamp") or "", default=None)
 
 
-def _all_list_ids(client: KlaviyoClient) -> Iterator[str]:
-    for page in client.paginate("lists", {"fields[list]": "name"}):
-        for item in page.data:
-            yield item["id"]
+# membership tables: the parent collection and the column that names the parent
+MEMBERSHIPS: Dict[str, Tuple[str, str]] = {
+    "list_members": ("lists", "list_id"),
+    "segment_members": ("segments", "segment_id"),
+}
 
 
-def _list_member_rows(client: KlaviyoClient, workers: int) -> Iterator[TDataItem]:
-    """Every member of every list: the profile's columns plus `list_id` and `joined_group_at`."""
+def _member_rows(client: KlaviyoClient, table: str, workers: int) -> Iterator[TDataItem]:
+    """Every member of every list (segment): the profile's columns, the parent's id, `joined_group_at`."""
     yield dlt.mark.materialize_table_schema()
-    lists = [functools.partial(_members_of, client, list_id) for list_id in _all_list_ids(client)]
-    yield from interleave(lists, workers)
+    parent, _ = MEMBERSHIPS[table]
+    parents = [
+        item["id"]
+        for page in client.paginate(parent, {f"fields[{parent[:-1]}]": "name"})
+        for item in page.data
+    ]
+    yield from interleave([functools.partial(_members_of, client, table, p) for p in parents], workers)
 
 
-def _members_of(client: KlaviyoClient, list_id: str) -> Iterator[List[TDataItem]]:
+def _members_of(client: KlaviyoClient, table: str, parent_id: str) -> Iterator[List[TDataItem]]:
+    parent, key = MEMBERSHIPS[table]
     try:
-        yield from _read(client, STREAMS["list_members"], path_id=list_id, list_id=list_id)
+        yield from _read(client, STREAMS[table], path_id=parent_id, columns={key: parent_id})
     except KlaviyoNotFound:
-        logger.warning(f"list {list_id} was deleted while loading; its members are skipped")
+        logger.warning(f"{parent[:-1]} {parent_id} was deleted while loading; its members are skipped")
+
+
+def _child_rows(
+    parents: List[TDataItem], client: KlaviyoClient, table: str, parent_key: str, workers: int
+) -> Iterator[TDataItem]:
+    """The children of each parent row this run loaded (flow actions of updated flows, ...)."""
+    if not isinstance(parents, list):  # dlt's marker that materializes the parent's empty table
+        return
+    reads = [
+        functools.partial(_read, client, STREAMS[table], path_id=row["id"], columns={parent_key: row["id"]})
+        for row in parents
+    ]
+    yield from interleave(reads, workers)
 
 
 class MetricCatalog:

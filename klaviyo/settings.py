@@ -43,6 +43,15 @@ ENDPOINTS: Dict[str, Endpoint] = {
     "lists": Endpoint("lists", 10, 75, 750),
     "list_profiles": Endpoint("lists/{id}/profiles", 100, 75, 750),
     "campaigns": Endpoint("campaigns", 100, 10, 150),
+    "campaign_messages": Endpoint("campaigns/{id}/campaign-messages", None, 10, 150),
+    "segments": Endpoint("segments", 10, 75, 750),
+    "segment_profiles": Endpoint("segments/{id}/profiles", 100, 75, 750),
+    "flows": Endpoint("flows", 50, 3, 60),
+    "flow_actions": Endpoint("flows/{id}/flow-actions", 50, 3, 60),
+    "flow_messages": Endpoint("flow-actions/{id}/flow-messages", 50, 3, 60),
+    "templates": Endpoint("templates", 10, 75, 750),
+    "tags": Endpoint("tags", 50, 3, 60),
+    "tag_groups": Endpoint("tag-groups", 25, 3, 60),
 }
 
 
@@ -82,7 +91,26 @@ STREAMS: Dict[str, Stream] = {
     "list_members": Stream("list_profiles", ("list_id", "id"), write_disposition="replace"),
     "campaigns": Stream("campaigns", ("id",), cursor="updated_at", params={"sort": "updated_at"}),
     "metrics": Stream("metrics", ("id",)),
-    "events": Stream("events", ("id",), cursor="datetime", params={"sort": "datetime"}),
+    # every metric in one table, with the metric's name and integration from `include`
+    "events": Stream("events", ("id",), cursor="datetime", params={"sort": "datetime", "include": "metric"}),
+    # the events of one metric per table (METRIC_TABLES and extra_metrics)
+    "metric_events": Stream("events", ("id",), cursor="datetime", params={"sort": "datetime"}),
+    "segments": Stream(
+        "segments",
+        ("id",),
+        cursor="updated",
+        cursor_filter=("greater-than", None),
+        params={"sort": "updated"},
+    ),
+    "segment_members": Stream("segment_profiles", ("segment_id", "id"), write_disposition="replace"),
+    # children of campaigns and flows: only parents updated since the last run are walked again
+    "campaign_messages": Stream("campaign_messages", ("id",)),
+    "flows": Stream("flows", ("id",), cursor="updated", params={"sort": "updated"}),
+    "flow_actions": Stream("flow_actions", ("id",)),
+    "flow_messages": Stream("flow_messages", ("id",)),
+    "templates": Stream("templates", ("id",), cursor="updated", params={"sort": "updated"}),
+    "tags": Stream("tags", ("id",)),
+    "tag_groups": Stream("tag_groups", ("id",)),
 }
 
 # Tables of the original connector, each the events of Klaviyo's built-in metric(s) of that name.
@@ -148,6 +176,48 @@ _COLUMN_TYPES: Dict[str, Dict[str, TDataType]] = {
         "send_time": "timestamp",
     },
     "metrics": {"id": "text", "name": "text", "created": "timestamp", "updated": "timestamp"},
+    "segments": {
+        "id": "text",
+        "name": "text",
+        "created": "timestamp",
+        "updated": "timestamp",
+        "is_active": "bool",
+        "is_processing": "bool",
+        "is_starred": "bool",
+    },
+    "segment_members": {**_PROFILE_COLUMNS, "segment_id": "text", "joined_group_at": "timestamp"},
+    "campaign_messages": {
+        "id": "text",
+        "campaign_id": "text",
+        "created_at": "timestamp",
+        "updated_at": "timestamp",
+    },
+    "flows": {
+        "id": "text",
+        "name": "text",
+        "status": "text",
+        "archived": "bool",
+        "trigger_type": "text",
+        "created": "timestamp",
+        "updated": "timestamp",
+    },
+    "flow_actions": {"id": "text", "flow_id": "text", "created": "timestamp", "updated": "timestamp"},
+    "flow_messages": {
+        "id": "text",
+        "flow_action_id": "text",
+        "channel": "text",
+        "created": "timestamp",
+        "updated": "timestamp",
+    },
+    "templates": {
+        "id": "text",
+        "name": "text",
+        "editor_type": "text",
+        "created": "timestamp",
+        "updated": "timestamp",
+    },
+    "tags": {"id": "text", "name": "text", "tag_group_id": "text"},
+    "tag_groups": {"id": "text", "name": "text", "exclusive": "bool", "default": "bool"},
     "events": {
         "id": "text",
         "datetime": "timestamp",
@@ -155,7 +225,14 @@ _COLUMN_TYPES: Dict[str, Dict[str, TDataType]] = {
         "uuid": "text",
         "metric_id": "text",
         "profile_id": "text",
+        "metric_name": "text",
+        "metric_integration": "text",
     },
+}
+_COLUMN_TYPES["metric_events"] = {
+    name: data_type
+    for name, data_type in _COLUMN_TYPES["events"].items()
+    if name not in ("metric_name", "metric_integration")
 }
 TABLE_COLUMNS: Dict[str, Dict[str, TColumnSchema]] = {
     stream: {name: {"data_type": data_type} for name, data_type in columns.items()}

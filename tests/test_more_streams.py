@@ -1,0 +1,92 @@
+"""Streams beyond the original connector: each loads from the emulator with exact counts and unique keys."""
+
+from datetime import timedelta
+from typing import Any
+
+import dlt
+
+from tests.helpers import column_values, source_for, table_counts
+
+MORE = (
+    "events",
+    "segments",
+    "segment_members",
+    "campaign_messages",
+    "flows",
+    "flow_actions",
+    "flow_messages",
+    "templates",
+    "tags",
+    "tag_groups",
+)
+
+
+def test_more_streams_are_opt_in(emulator: Any) -> None:
+    source = source_for(emulator)
+    assert not set(MORE) & set(source.selected_resources)
+    assert set(MORE) <= set(source.resources)
+
+
+def test_each_further_stream_equals_the_account(emulator: Any, pipeline: dlt.Pipeline) -> None:
+    account = emulator.account
+    pipeline.run(source_for(emulator).with_resources(*MORE))
+    counts = table_counts(pipeline)
+    flows = account.flows()
+    actions = [a for f in flows for a in account.flow_actions(f["id"])]
+    messages = [m for a in actions for m in account.flow_messages(a["id"])]
+    assert counts["events"] == len(account.all_events())
+    assert counts["segments"] == len(account.segment_ids())
+    assert counts["segment_members"] == sum(len(account.segment_members(s)) for s in account.segment_ids())
+    assert counts["flows"] == len(flows)
+    assert set(column_values(pipeline, "flow_actions")) == {a["id"] for a in actions}
+    assert set(column_values(pipeline, "flow_messages")) == {m["id"] for m in messages}
+    assert set(column_values(pipeline, "campaign_messages")) == set(account.campaign_messages_by_id)
+    assert counts["templates"] == len(account.templates_by_id)
+    assert counts["tags"] == len(account.tags_by_id)
+    assert counts["tag_groups"] == len(account.tag_groups_by_id)
+    for table in MORE:
+        key = "segment_id || '/' || id" if table == "segment_members" else "id"
+        values = column_values(pipeline, table, key)
+        assert len(values) == len(set(values)), table
+
+
+def test_child_tables_carry_their_parents_id(emulator: Any, pipeline: dlt.Pipeline) -> None:
+    account = emulator.account
+    pipeline.run(source_for(emulator).with_resources("flow_actions", "flow_messages", "campaign_messages"))
+    flow = account.flows()[0]
+    with pipeline.sql_client() as client:
+        actions = {
+            r[0] for r in client.execute_sql("select id from flow_actions where flow_id = %s", flow["id"])
+        }
+        orphans = client.execute_sql("select count(*) from campaign_messages where campaign_id is null")[0][0]
+    assert actions == {a["id"] for a in account.flow_actions(flow["id"])}
+    assert orphans == 0
+
+
+def test_events_carry_metric_name_and_integration(emulator: Any, pipeline: dlt.Pipeline) -> None:
+    account = emulator.account
+    pipeline.run(source_for(emulator).with_resources("events"))
+    decoy = account.metric_id("Clicked Email", integration_key="api")
+    with pipeline.sql_client() as client:
+        rows = client.execute_sql(
+            "select distinct metric_name, metric_integration from events where metric_id = %s", decoy
+        )
+    assert rows == [("Clicked Email", "api")]
+
+
+def test_flow_fan_out_walks_only_flows_updated_since_the_last_run(
+    emulator: Any, pipeline: dlt.Pipeline
+) -> None:
+    account = emulator.account
+    pipeline.run(source_for(emulator).with_resources("flows", "flow_actions", "flow_messages"))
+    emulator.clear_log()
+    pipeline.run(source_for(emulator).with_resources("flows", "flow_actions", "flow_messages"))
+    walked = {e.path for e in emulator.request_log if "/flow-actions" in e.path}
+    assert walked == set(), "no flow changed, so no flow's actions are read again"
+    flow = account.flows()[0]
+    with account.lock:
+        account.flows_by_id[flow["id"]]["updated"] = account.now + timedelta(hours=1)
+    emulator.clear_log()
+    pipeline.run(source_for(emulator).with_resources("flows", "flow_actions", "flow_messages"))
+    walked = {e.path for e in emulator.request_log if e.path.rstrip("/").endswith("/flow-actions")}
+    assert {path.rstrip("/") for path in walked} == {f"/api/flows/{flow['id']}/flow-actions"}
