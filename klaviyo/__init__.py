@@ -104,14 +104,15 @@ def klaviyo_source(
     end = _parse_date("end_date", end_date)
     if start and end and end <= start:
         raise ValueError(f"end_date {end.isoformat()} must be after start_date {start.isoformat()}.")
+    if not isinstance(lookback_seconds, (int, float)) or lookback_seconds < 0:
+        raise ValueError(f"lookback_seconds={lookback_seconds!r} must be a number of seconds >= 0.")
+    if not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers={workers!r} must be a whole number >= 1.")
     client = KlaviyoClient(api_key.strip(), base_url, revision, RetryPolicy.from_dlt_config(max_retry_after))
     metric_tables = dict(METRIC_TABLES)
     for name in extra_metrics:
         metric_tables.setdefault(_snake_case(name), (name,))
     catalog = MetricCatalog(client)
-
-    if not isinstance(lookback_seconds, (int, float)) or lookback_seconds < 0:
-        raise ValueError(f"lookback_seconds={lookback_seconds!r} must be a number of seconds >= 0.")
     run_started = datetime.now(timezone.utc)
 
     def window(cursor: str, lookback: float = 0.0) -> Incremental[Any]:
@@ -132,14 +133,13 @@ def klaviyo_source(
             primary_key=() if lookback else None,
         )
 
-    if not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"workers={workers!r} must be a whole number >= 1.")
+    campaigns = _resource("campaigns", _campaign_rows, client, window("updated_at"), workers)
     resources = [
         _resource("profiles", _stream_rows, client, "profiles", window("updated"), workers),
         _resource("global_exclusions", _global_exclusion_rows, client),
         _resource("lists", _stream_rows, client, "lists", window("updated")),
         _resource("list_members", _member_rows, client, "list_members", workers),
-        _resource("campaigns", _campaign_rows, client, window("updated_at"), workers),
+        campaigns,
         _resource("metrics", _stream_rows, client, "metrics", None),
     ]
     for table, names in metric_tables.items():
@@ -155,7 +155,6 @@ def klaviyo_source(
         )
         resources.append(resource)
     # beyond the original connector: opt in with `with_resources(...)`
-    campaigns = resources[4]
     flows = _resource("flows", _stream_rows, client, "flows", window("updated"))
     flow_actions = _children(flows, "flow_actions", "flow_id", client, workers)
     optional = [
