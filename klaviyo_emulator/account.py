@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import hashlib
 import random
 import string
 import threading
@@ -85,6 +86,14 @@ class AccountSpec:
     end: datetime = field(default_factory=lambda: datetime(2026, 11, 1, tzinfo=UTC))
     unsubscribe_metric_name: str = "Unsubscribed from Email Marketing"
     decoy_metrics: bool = True
+    catalog_categories: int = 4
+    catalog_items: int = 12
+    max_variants_per_item: int = 3
+    coupons: int = 3
+    coupon_codes_per_coupon: int = 8
+    forms: int = 4
+    images: int = 8
+    attribution_window_days: int = 30
 
 
 # Relative weight of each seeded metric in the event stream (Dropped Email: none).
@@ -131,6 +140,15 @@ class Account:
         self.templates_by_id: dict[str, dict[str, Any]] = {}
         self.tags_by_id: dict[str, dict[str, Any]] = {}
         self.tag_groups_by_id: dict[str, dict[str, Any]] = {}
+        self.attributions_by_id: dict[str, dict[str, Any]] = {}
+        self.catalog_categories_by_id: dict[str, dict[str, Any]] = {}
+        self.catalog_items_by_id: dict[str, dict[str, Any]] = {}
+        self.catalog_variants_by_id: dict[str, dict[str, Any]] = {}
+        self.coupons_by_id: dict[str, dict[str, Any]] = {}
+        self.coupon_codes_by_id: dict[str, dict[str, Any]] = {}
+        self.forms_by_id: dict[str, dict[str, Any]] = {}
+        self.form_versions_by_id: dict[str, dict[str, Any]] = {}
+        self.images_by_id: dict[str, dict[str, Any]] = {}
         self._used_ids: set[str] = set()
         self._flow_action_seq = 81234560
         self._generate()
@@ -333,6 +351,222 @@ class Account:
                 self._add_flow_action(flow, kind)
         # events
         self._seed_events(sp.events, start, end)
+        # everything below uses its own RNG so the entities above stay identical across versions
+        self._generate_extras(start, end)
+        self._compute_attributions()
+
+    # ------------------------------------------------ catalog/coupons/forms/images
+    def _generate_extras(self, start: datetime, end: datetime) -> None:
+        sp = self.spec
+        rng = random.Random(f"extras-{sp.seed}")
+
+        def rdt(a: datetime, b: datetime) -> datetime:
+            span = max(1, int((b - a).total_seconds()))
+            return a + timedelta(seconds=rng.randrange(span))
+
+        prefix = "$custom:::$default:::"
+        cat_names = ["Apparel", "Home", "Outdoor", "Accessories", "Gifts", "Sale", "Kids", "Beauty"]
+        for i in range(sp.catalog_categories):
+            name = cat_names[i % len(cat_names)] + ("" if i < len(cat_names) else f" {i}")
+            ext = "CAT-" + name.upper().replace(" ", "-")
+            c = rdt(start, end - timedelta(days=30))
+            self.catalog_categories_by_id[prefix + ext] = {
+                "id": prefix + ext,
+                "external_id": ext,
+                "name": name,
+                "created": c,
+                "updated": rdt(c, end),
+                "item_ids": [],
+            }
+        cat_ids = list(self.catalog_categories_by_id)
+        adjs = ["Ocean Blue", "Classic", "Vintage", "Organic", "Deluxe", "Everyday", "Trail", "Cozy"]
+        nouns = ["Shirt", "Mug", "Backpack", "Candle", "Scarf", "Bottle", "Jacket", "Lamp"]
+        sizes = ["SMALL", "MEDIUM", "LARGE", "XL"]
+        for i in range(sp.catalog_items):
+            ext = f"ITEM-{i + 1:03d}"
+            iid = prefix + ext
+            title = f"{adjs[i % len(adjs)]} {nouns[(i * 3) % len(nouns)]}"
+            c = rdt(start, end - timedelta(days=7))
+            price = round(rng.uniform(8, 150), 2)
+            cats = sorted(rng.sample(cat_ids, min(len(cat_ids), rng.randint(1, 2)))) if cat_ids else []
+            url = f"https://example.com/products/{ext.lower()}"
+            item: dict[str, Any] = {
+                "id": iid,
+                "external_id": ext,
+                "title": title,
+                "description": f"{title}, a synthetic catalog item.",
+                "price": price,
+                "url": url,
+                "image_full_url": f"https://example.com/img/{ext.lower()}-full.jpg",
+                "image_thumbnail_url": f"https://example.com/img/{ext.lower()}-thumb.jpg",
+                "images": [f"https://example.com/img/{ext.lower()}-{n}.jpg" for n in range(1, 3)],
+                "custom_metadata": {"Top Pick": i % 4 == 0} if i % 2 == 0 else None,
+                "published": i % 5 != 4,
+                "created": c,
+                "updated": rdt(c, end),
+                "category_ids": cats,
+                "variant_ids": [],
+            }
+            self.catalog_items_by_id[iid] = item
+            for cid in cats:
+                self.catalog_categories_by_id[cid]["item_ids"].append(iid)
+            for size in sizes[: rng.randint(0, max(0, sp.max_variants_per_item))]:
+                vext = f"{ext}-VARIANT-{size}"
+                vc = rdt(c, end)
+                self.catalog_variants_by_id[prefix + vext] = {
+                    "id": prefix + vext,
+                    "external_id": vext,
+                    "title": f"{title} {size.title()}",
+                    "description": f"{title}, size {size.lower()}.",
+                    "sku": f"{ext}-{size[:2]}",
+                    "inventory_policy": rng.choice([0, 1, 2]),
+                    "inventory_quantity": float(rng.randint(0, 100)),
+                    "price": price,
+                    "url": url,
+                    "image_full_url": item["image_full_url"],
+                    "image_thumbnail_url": item["image_thumbnail_url"],
+                    "images": list(item["images"]),
+                    "custom_metadata": None,
+                    "published": bool(item["published"]) and size != "XL",
+                    "created": vc,
+                    "updated": rdt(vc, end),
+                    "item_id": iid,
+                }
+                item["variant_ids"].append(prefix + vext)
+        # coupons and codes
+        coupon_names = [
+            ("10OFF", "10% off for purchases over $50"),
+            ("FREESHIP", "Free shipping"),
+            ("WELCOME15", "15% off the first order"),
+            ("VIP20", "20% off for VIP customers"),
+            ("BDAY5", "$5 birthday gift"),
+        ]
+        pids = sorted(self.profiles_by_id)
+        statuses = ["UNASSIGNED", "ASSIGNED_TO_PROFILE", "USED", "UNASSIGNED", "PROCESSING"]
+        for i in range(sp.coupons):
+            code, desc = coupon_names[i % len(coupon_names)]
+            cid = code if i < len(coupon_names) else f"{code}{i}"
+            self.coupons_by_id[cid] = {
+                "id": cid,
+                "external_id": cid,
+                "description": desc if i % 3 != 2 else None,
+                "monitor_configuration": {"low_balance_threshold": 100 * (i + 1)} if i % 2 == 0 else None,
+                "code_ids": [],
+            }
+            for _ in range(sp.coupon_codes_per_coupon):
+                unique = "".join(rng.choice(_CROCKFORD) for _ in range(12))
+                status = rng.choice(statuses)
+                ccid = f"{cid}-{unique}"
+                self.coupon_codes_by_id[ccid] = {
+                    "id": ccid,
+                    "unique_code": unique,
+                    "expires_at": rdt(end - timedelta(days=60), end + timedelta(days=365)),
+                    "status": status,
+                    "coupon_id": cid,
+                    "profile_id": (
+                        rng.choice(pids) if pids and status in ("ASSIGNED_TO_PROFILE", "USED") else None
+                    ),
+                }
+                self.coupons_by_id[cid]["code_ids"].append(ccid)
+        # forms + versions
+        form_names = ["Newsletter Popup", "Cyber Monday Deals", "Footer Signup", "Exit Intent", "Spin to Win"]
+        form_types = ["popup", "embed", "flyout", "full_page", "banner"]
+        version_seq = 1234560
+        for i in range(sp.forms):
+            fid = "".join(rng.choice(_SHORT) for _ in range(6))
+            c = rdt(start, end - timedelta(days=14))
+            ab = i % 3 == 1
+            form: dict[str, Any] = {
+                "id": fid,
+                "name": form_names[i % len(form_names)] + ("" if i < len(form_names) else f" {i}"),
+                "status": "live" if i % 4 != 3 else "draft",
+                "ab_test": ab,
+                "created_at": c,
+                "updated_at": rdt(c, end),
+                "version_ids": [],
+            }
+            self.forms_by_id[fid] = form
+            for v in range(2 if ab else 1):
+                version_seq += rng.randint(1, 900)
+                vid = str(version_seq)
+                vc = rdt(c, form["updated_at"] + timedelta(seconds=1))
+                self.form_versions_by_id[vid] = {
+                    "id": vid,
+                    "form_id": fid,
+                    "form_type": form_types[i % len(form_types)],
+                    "variation_name": f"Variation {'AB'[v]}",
+                    "ab_test": {"variation_name": f"Variation {'AB'[v]}"} if ab else None,
+                    "status": form["status"] if v == 0 else "draft",
+                    "created_at": vc,
+                    "updated_at": rdt(vc, end),
+                }
+                form["version_ids"].append(vid)
+        # images
+        formats = ["png", "jpeg", "gif"]
+        image_seq = 100
+        for i in range(sp.images):
+            image_seq += rng.randint(1, 50)
+            imid = str(image_seq)
+            fmt = formats[i % len(formats)]
+            name = f"{['hero', 'banner', 'logo', 'product', 'promo'][i % 5]}-{i + 1}.{fmt}"
+            self.images_by_id[imid] = {
+                "id": imid,
+                "name": name,
+                "image_url": f"https://d3k81ch9hvuctc.cloudfront.net/company/AbC123/images/{imid}.{fmt}",
+                "format": fmt,
+                "size": rng.randint(2_000, 900_000),
+                "hidden": i % 6 == 5,
+                "updated_at": rdt(start, end),
+            }
+
+    # ------------------------------------------------------------ attributions
+    def _compute_attributions(self) -> None:
+        """Attribute each conversion (Placed Order) to the last email open/click with a ``$message``.
+
+        A conversion is attributed when the same profile opened or clicked a campaign or flow message
+        within ``attribution_window_days`` before it (last touch). Derived from the events only.
+        """
+        self.attributions_by_id.clear()
+        for ev in self.events_by_id.values():
+            ev["attribution_ids"] = []
+        engage = {self.metric_id("Opened Email"), self.metric_id("Clicked Email")} - {None}
+        order = self.metric_id("Placed Order", "shopify")
+        window = self.spec.attribution_window_days * 86400
+        last: dict[str, dict[str, Any]] = {}
+        for _ts, eid in self.event_index:
+            ev = self.events_by_id[eid]
+            pid = ev["profile_id"]
+            if pid is None:
+                continue
+            if ev["metric_id"] in engage and "$message" in ev["event_properties"]:
+                last[pid] = ev
+            elif ev["metric_id"] == order and pid in last:
+                touch = last[pid]
+                if ev["timestamp"] - touch["timestamp"] <= window:
+                    self._attribute(ev, touch)
+
+    def _attribute(self, ev: dict[str, Any], touch: dict[str, Any]) -> None:
+        msg_id = touch["event_properties"]["$message"]
+        aid = hashlib.md5(f"{ev['id']}:{touch['id']}".encode()).hexdigest()  # noqa: S324 - an id, not security
+        rec: dict[str, Any] = {
+            "id": aid,
+            "event_id": ev["id"],
+            "attributed_event_id": touch["id"],
+            "campaign_id": None,
+            "campaign_message_id": None,
+            "flow_id": None,
+            "flow_message_id": None,
+        }
+        if msg_id in self.flow_messages_by_id:
+            rec["flow_message_id"] = msg_id
+            rec["flow_id"] = self.flow_messages_by_id[msg_id]["flow_id"]
+        elif msg_id in self.campaign_messages_by_id:
+            rec["campaign_message_id"] = msg_id
+            rec["campaign_id"] = self.campaign_messages_by_id[msg_id]["campaign_id"]
+        else:
+            return
+        self.attributions_by_id[aid] = rec
+        ev["attribution_ids"].append(aid)
 
     def _add_metric(self, name: str, integration_key: str, created: datetime) -> str:
         mid = self._short_id()
@@ -569,6 +803,101 @@ class Account:
             return [
                 dict(self.flow_messages_by_id[m]) for m in self.flow_actions_by_id[action_id]["message_ids"]
             ]
+
+    def attributions(self, event_id: str | None = None) -> list[dict[str, Any]]:
+        """Attribution records (optionally of one event): id, event_id, attributed_event_id,
+        campaign_id, campaign_message_id, flow_id, flow_message_id."""
+        with self.lock:
+            if event_id is not None:
+                ids = self.events_by_id[event_id].get("attribution_ids", [])
+                return [dict(self.attributions_by_id[a]) for a in ids]
+            return [dict(a) for a in self.attributions_by_id.values()]
+
+    def catalog_items(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [dict(i) for i in self.catalog_items_by_id.values()]
+
+    def catalog_variants(self, item_id: str | None = None) -> list[dict[str, Any]]:
+        with self.lock:
+            return [
+                dict(v)
+                for v in self.catalog_variants_by_id.values()
+                if item_id is None or v["item_id"] == item_id
+            ]
+
+    def catalog_categories(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [dict(c) for c in self.catalog_categories_by_id.values()]
+
+    def coupons(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [dict(c) for c in self.coupons_by_id.values()]
+
+    def coupon_codes(self, coupon_id: str | None = None) -> list[dict[str, Any]]:
+        with self.lock:
+            return [
+                dict(c)
+                for c in self.coupon_codes_by_id.values()
+                if coupon_id is None or c["coupon_id"] == coupon_id
+            ]
+
+    def forms(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [dict(f) for f in self.forms_by_id.values()]
+
+    def form_versions(self, form_id: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return [dict(self.form_versions_by_id[v]) for v in self.forms_by_id[form_id]["version_ids"]]
+
+    def images(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [dict(i) for i in self.images_by_id.values()]
+
+    def campaign_values(
+        self,
+        statistics: list[str],
+        timeframe: dict[str, Any],
+        conversion_metric_id: str,
+        group_by: list[str] | None = None,
+        filter: str | None = None,  # noqa: A002
+    ) -> dict[str, Any]:
+        """Expected ``data.attributes`` (all pages) of ``POST /api/campaign-values-reports``."""
+        from .reports import ground_truth
+
+        return ground_truth(
+            self, "query_campaign_values", statistics, timeframe, conversion_metric_id, group_by, filter
+        )
+
+    def flow_values(
+        self,
+        statistics: list[str],
+        timeframe: dict[str, Any],
+        conversion_metric_id: str,
+        group_by: list[str] | None = None,
+        filter: str | None = None,  # noqa: A002
+    ) -> dict[str, Any]:
+        """Expected ``data.attributes`` (all pages) of ``POST /api/flow-values-reports``."""
+        from .reports import ground_truth
+
+        return ground_truth(
+            self, "query_flow_values", statistics, timeframe, conversion_metric_id, group_by, filter
+        )
+
+    def flow_series(
+        self,
+        statistics: list[str],
+        timeframe: dict[str, Any],
+        conversion_metric_id: str,
+        interval: str,
+        group_by: list[str] | None = None,
+        filter: str | None = None,  # noqa: A002
+    ) -> dict[str, Any]:
+        """Expected ``data.attributes`` (all pages) of ``POST /api/flow-series-reports``."""
+        from .reports import ground_truth
+
+        return ground_truth(
+            self, "query_flow_series", statistics, timeframe, conversion_metric_id, group_by, filter, interval
+        )
 
     # ------------------------------------------------------------ mutations
     def add_events(

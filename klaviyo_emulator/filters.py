@@ -217,6 +217,10 @@ def _check_value(fld: FilterField, cond: Condition, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise FilterError(f"Invalid filter provided: '{cond.field}' expects a number")
         return value
+    if vt == "integer":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise FilterError(f"Invalid filter provided: '{cond.field}' expects an integer")
+        return value
     if vt == "boolean":
         if not isinstance(value, bool):
             raise FilterError(f"Invalid filter provided: '{cond.field}' expects true or false")

@@ -90,7 +90,10 @@ def ser_event(acc: Account, ev: Record, ctx: Ctx) -> Record:
         "profile": rel_one(path, "profile", "profile", ev["profile_id"]),
         "metric": rel_one(path, "metric", "metric", ev["metric_id"]),
         "attributions": rel_many(
-            path, "attributions", "attribution", [] if "attributions" in ctx.include else None
+            path,
+            "attributions",
+            "attribution",
+            list(ev.get("attribution_ids", [])) if "attributions" in ctx.include else None,
         ),
     }
     attrs = {
@@ -562,6 +565,139 @@ def ser_relationship_profile(acc: Account, p: Record, ctx: Ctx) -> Record:
     return {"type": "profile", "id": p["id"]}
 
 
+def ser_attribution(acc: Account, a: Record, ctx: Ctx) -> Record:
+    rels: dict[str, Any] = {}
+    for name, rtype, key in (
+        ("event", "event", "event_id"),
+        ("attributed-event", "event", "attributed_event_id"),
+        ("campaign", "campaign", "campaign_id"),
+        ("campaign-message", "campaign-message", "campaign_message_id"),
+        ("flow", "flow", "flow_id"),
+        ("flow-message", "flow-message", "flow_message_id"),
+    ):
+        if a.get(key) is not None:
+            rels[name] = {"data": {"type": rtype, "id": a[key]}}
+    return {
+        "type": "attribution",
+        "id": a["id"],
+        "relationships": rels,
+        "links": {"self": f"{BASE}/attributions/{a['id']}/"},
+    }
+
+
+def ser_catalog_item(acc: Account, it: Record, ctx: Ctx) -> Record:
+    path = f"catalog-items/{it['id']}"
+    attrs = {
+        k: it[k]
+        for k in (
+            "external_id",
+            "title",
+            "description",
+            "price",
+            "url",
+            "image_full_url",
+            "image_thumbnail_url",
+            "images",
+            "custom_metadata",
+            "published",
+        )
+    }
+    attrs["created"] = fmt_dt(it["created"])
+    attrs["updated"] = fmt_dt(it["updated"])
+    rels = {
+        "variants": rel_many(
+            path, "variants", "catalog-variant", it["variant_ids"] if "variants" in ctx.include else None
+        )
+    }
+    return resource("catalog-item", it["id"], attrs, rels, ctx, path)
+
+
+def ser_catalog_variant(acc: Account, v: Record, ctx: Ctx) -> Record:
+    path = f"catalog-variants/{v['id']}"
+    attrs = {
+        k: v[k]
+        for k in (
+            "external_id",
+            "title",
+            "description",
+            "sku",
+            "inventory_policy",
+            "inventory_quantity",
+            "price",
+            "url",
+            "image_full_url",
+            "image_thumbnail_url",
+            "images",
+            "custom_metadata",
+            "published",
+        )
+    }
+    attrs["created"] = fmt_dt(v["created"])
+    attrs["updated"] = fmt_dt(v["updated"])
+    rels = {"item": rel_one(path, "item", "catalog-item", v["item_id"])}
+    return resource("catalog-variant", v["id"], attrs, rels, ctx, path)
+
+
+def ser_catalog_category(acc: Account, c: Record, ctx: Ctx) -> Record:
+    path = f"catalog-categories/{c['id']}"
+    attrs = {"external_id": c["external_id"], "name": c["name"], "updated": fmt_dt(c["updated"])}
+    return resource("catalog-category", c["id"], attrs, {"items": rel_many(path, "items")}, ctx, path)
+
+
+def ser_coupon(acc: Account, c: Record, ctx: Ctx) -> Record:
+    attrs = {
+        "external_id": c["external_id"],
+        "description": c["description"],
+        "monitor_configuration": c["monitor_configuration"],
+    }
+    return resource("coupon", c["id"], attrs, None, ctx, f"coupons/{c['id']}")
+
+
+def ser_coupon_code(acc: Account, cc: Record, ctx: Ctx) -> Record:
+    path = f"coupon-codes/{cc['id']}"
+    attrs = {"unique_code": cc["unique_code"], "expires_at": fmt_dt(cc["expires_at"]), "status": cc["status"]}
+    rels: dict[str, Any] = {"coupon": rel_one(path, "coupon", "coupon", cc["coupon_id"])}
+    prof = rel_one(path, "profile", "profile", cc["profile_id"])
+    if cc["profile_id"] is None:
+        del prof["data"]
+    rels["profile"] = prof
+    return resource("coupon-code", cc["id"], attrs, rels, ctx, path)
+
+
+def ser_form(acc: Account, f: Record, ctx: Ctx) -> Record:
+    path = f"forms/{f['id']}"
+    attrs = {
+        "name": f["name"],
+        "status": f["status"],
+        "ab_test": f["ab_test"],
+        "created_at": fmt_dt(f["created_at"]),
+        "updated_at": fmt_dt(f["updated_at"]),
+    }
+    return resource("form", f["id"], attrs, {"form-versions": rel_many(path, "form-versions")}, ctx, path)
+
+
+def ser_form_version(acc: Account, v: Record, ctx: Ctx) -> Record:
+    path = f"form-versions/{v['id']}"
+    attrs: dict[str, Any] = {
+        "form_type": v["form_type"],
+        "variation_name": v["variation_name"],
+        "ab_test": v["ab_test"],
+        "status": v["status"],
+        "created_at": fmt_dt(v["created_at"]),
+        "updated_at": fmt_dt(v["updated_at"]),
+    }
+    if attrs["ab_test"] is None:  # a nullable $ref cannot carry null in OpenAPI 3.0: omit instead
+        del attrs["ab_test"]
+    rels = {"form": rel_one(path, "form", "form", v["form_id"])}
+    return resource("form-version", v["id"], attrs, rels, ctx, path)
+
+
+def ser_image(acc: Account, im: Record, ctx: Ctx) -> Record:
+    attrs = {k: im[k] for k in ("name", "image_url", "format", "size", "hidden")}
+    attrs["updated_at"] = fmt_dt(im["updated_at"])
+    return resource("image", im["id"], attrs, None, ctx, f"images/{im['id']}")
+
+
 # --------------------------------------------------------------------------- field getters
 def _get_path(rec: Record, fieldname: str) -> Any:
     cur: Any = rec
@@ -596,6 +732,22 @@ def get_metric_field(m: Record, f: str) -> Any:
     if f.startswith("integration."):
         return m["integration"].get(f.split(".", 1)[1])
     return m.get(f)
+
+
+_CATALOG_FIELDS = {
+    "ids": "id",
+    "category.id": "category_ids",
+    "item.id": "item_id",
+    "coupon.id": "coupon_id",
+    "profile.id": "profile_id",
+}
+
+
+def get_catalog_field(r: Record, f: str) -> Any:
+    """Getter for catalog/coupon resources: maps filter names (``ids``, ``item.id``...) to record keys."""
+    if f == "item.id" and "item_ids" in r:
+        return r["item_ids"]
+    return r.get(_CATALOG_FIELDS.get(f, f))
 
 
 def get_plain(r: Record, f: str) -> Any:

@@ -20,11 +20,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
+from . import reports as REP
 from . import resources as R
 from .account import Account, AccountSpec
 from .filters import Condition, FilterError, matches, parse_filter, validate
 from .ratelimit import RateLimiter
-from .spec import SPEC_REVISION, Operation, operations
+from .spec import SPEC_REVISION, Operation, operations, post_operations
 
 JSONAPI = "application/vnd.api+json"
 DEFAULT_API_KEY = "pk_emulator_test_key_0000000000000000"
@@ -49,6 +50,7 @@ class EmulatorConfig:
     fault_5xx_rate: float = 0.0
     fault_drop_rate: float = 0.0
     fault_bad_json_rate: float = 0.0
+    report_page_size: int = 500  # results per page of the reporting endpoints (page_cursor)
 
 
 @dataclass
@@ -160,6 +162,8 @@ class Handler:
         default_factory=dict
     )
     required_filters: tuple[str, ...] = ()
+    # at least one of these fields must be filtered on (any operator), e.g. coupon-codes
+    required_filter_one_of: tuple[str, ...] = ()
 
 
 def _child(mapping: str, key: str) -> Callable[[Account, str | None], list[R.Record]]:
@@ -249,6 +253,14 @@ def _flow_messages_src(acc: Account, pid: str | None) -> list[R.Record]:
 
 _TAG_INC = _inc_ids(R.ser_tag, "tags_by_id", "tag_ids")
 
+
+def _form_versions_src(acc: Account, pid: str | None) -> list[R.Record]:
+    form = acc.forms_by_id.get(pid or "")
+    if form is None:
+        raise R.NotFound(pid)
+    return [acc.form_versions_by_id[v] for v in form["version_ids"]]
+
+
 HANDLERS: dict[str, Handler] = {
     "get_accounts": Handler(R.ser_account, R.get_plain, lambda acc, pid: [acc.account_info]),
     "get_metrics": Handler(
@@ -272,7 +284,7 @@ HANDLERS: dict[str, Handler] = {
         includes={
             "metric": _inc_ids(R.ser_metric, "metrics_by_id", "metric_id"),
             "profile": _inc_ids(R.ser_profile, "profiles_by_id", "profile_id"),
-            "attributions": _none,
+            "attributions": _inc_ids(R.ser_attribution, "attributions_by_id", "attribution_ids"),
         },
     ),
     "get_profiles": Handler(
@@ -305,6 +317,9 @@ HANDLERS: dict[str, Handler] = {
         includes={"tags": _TAG_INC, "flow-triggers": _none},
     ),
     "get_profiles_for_segment": Handler(R.ser_profile, R.get_profile_field, _members("segments_by_id")),
+    "get_profile_ids_for_segment": Handler(
+        R.ser_relationship_profile, R.get_profile_field, _members("segments_by_id")
+    ),
     "get_campaigns": Handler(
         R.ser_campaign,
         R.get_campaign_field,
@@ -344,6 +359,29 @@ HANDLERS: dict[str, Handler] = {
         includes={"tag-group": _inc_ids(R.ser_tag_group, "tag_groups_by_id", "tag_group_id")},
     ),
     "get_tag_groups": Handler(R.ser_tag_group, R.get_plain, _all("tag_groups_by_id")),
+    "get_catalog_items": Handler(
+        R.ser_catalog_item,
+        R.get_catalog_field,
+        _all("catalog_items_by_id"),
+        includes={"variants": _inc_ids(R.ser_catalog_variant, "catalog_variants_by_id", "variant_ids")},
+    ),
+    "get_catalog_variants": Handler(
+        R.ser_catalog_variant, R.get_catalog_field, _all("catalog_variants_by_id")
+    ),
+    "get_catalog_categories": Handler(
+        R.ser_catalog_category, R.get_catalog_field, _all("catalog_categories_by_id")
+    ),
+    "get_coupons": Handler(R.ser_coupon, R.get_plain, _all("coupons_by_id")),
+    "get_coupon_codes": Handler(
+        R.ser_coupon_code,
+        R.get_catalog_field,
+        _all("coupon_codes_by_id"),
+        includes={"coupon": _inc_ids(R.ser_coupon, "coupons_by_id", "coupon_id")},
+        required_filter_one_of=("coupon.id", "profile.id"),
+    ),
+    "get_forms": Handler(R.ser_form, R.get_plain, _all("forms_by_id")),
+    "get_versions_for_form": Handler(R.ser_form_version, R.get_plain, _form_versions_src),
+    "get_images": Handler(R.ser_image, R.get_plain, _all("images_by_id")),
 }
 
 
@@ -418,9 +456,17 @@ def parse_query(op: Operation, handler: Handler, params: dict[str, str]) -> Quer
             conditions = validate(parse_filter(params["filter"]), op.filters)
         except FilterError as exc:
             raise invalid(str(exc), "filter") from None
+    if handler.required_filter_one_of and not any(
+        c.field in handler.required_filter_one_of for c in conditions
+    ):
+        names = " or ".join(f"'{f}'" for f in handler.required_filter_one_of)
+        raise invalid(f"A filter on {names} is required.", "filter")
     for req in handler.required_filters:
         if not any(c.field == req and c.op == "equals" and not c.is_list for c in conditions):
             raise invalid(f"A filter on '{req}' is required (e.g. equals({req},'email')).", "filter")
+    missing = sorted(op.required_query - set(params))
+    if missing:
+        raise invalid(f"'{missing[0]}' is a required query parameter.", missing[0])
     cursor = None
     if "page[cursor]" in params:
         try:
@@ -563,6 +609,8 @@ class Emulator:
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._routes = _routes()
+        posts = post_operations()
+        self._post_routes = [posts[oid] for oid in REP.KINDS if oid in posts]
 
     # ---- lifecycle
     def start(self) -> Emulator:
@@ -665,8 +713,8 @@ class Emulator:
             return self._counter
 
     # ---- request processing
-    def route(self, path: str) -> tuple[Operation, str | None] | None:
-        for op in self._routes:
+    def route(self, path: str, method: str = "GET") -> tuple[Operation, str | None] | None:
+        for op in self._routes if method == "GET" else self._post_routes:
             m = op.regex.match(path)
             if m:
                 return op, (m.group(1) if m.groups() else None)
@@ -746,6 +794,65 @@ class Emulator:
             body = body.replace(R.BASE, base)
         return body, len(records)
 
+    def build_report(
+        self, op: Operation, params: dict[str, str], raw_body: bytes, raw_query: str, path: str, base: str
+    ) -> tuple[str, int]:
+        """Validate a reporting request body and compute its (paged) results."""
+        kind = REP.KINDS[op.operation_id]
+        for name in params:
+            if name not in op.query_params:
+                raise invalid(f"'{name}' is not a valid query parameter for this endpoint.", name)
+        fields: list[str] | None = None
+        fkey = f"fields[{kind.rtype}]"
+        if fkey in params:
+            fields = [v for v in params[fkey].split(",") if v]
+            bad = [v for v in fields if v not in op.fields.get(kind.rtype, frozenset())]
+            if bad:
+                raise invalid(f"'{bad[0]}' is not a valid field for the resource '{kind.rtype}'.", fkey)
+        offset = 0
+        if "page_cursor" in params:
+            try:
+                offset = int(_unb64(params["page_cursor"])["o"])
+                if offset < 0:
+                    raise ValueError(offset)
+            except Exception:
+                raise invalid("Invalid page cursor.", "page_cursor") from None
+        try:
+            body = json.loads(raw_body.decode("utf-8")) if raw_body else None
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise HTTPError(
+                400,
+                error_body(400, "parse_error", "Malformed request.", "JSON parse error.", {"pointer": "/"}),
+            ) from None
+        acc = self.account
+        with acc.lock:
+            try:
+                req = REP.parse_request(acc, kind, body)
+            except REP.ReportError as exc:
+                raise HTTPError(
+                    400, error_body(400, "invalid", "Invalid input.", exc.detail, {"pointer": exc.pointer})
+                ) from None
+            out = REP.compute(acc, req)
+        results = out["results"]
+        size = max(1, self.config.report_page_size)
+        page = results[offset : offset + size]
+        attrs: dict[str, Any] = {"results": page}
+        if "date_times" in out:
+            attrs["date_times"] = out["date_times"]
+        if fields is not None:
+            attrs = {k: v for k, v in attrs.items() if k in fields}
+        self_url = base + path[len("/api") :] + (("?" + raw_query) if raw_query else "")
+        next_url = None
+        if offset + size < len(results):
+            np = {k: v for k, v in params.items() if k != "page_cursor"}
+            np["page_cursor"] = _b64({"o": offset + size})
+            next_url = base + path[len("/api") :] + "?" + urlencode(np, quote_via=quote, safe="")
+        doc = {
+            "data": {"type": kind.rtype, "attributes": attrs, "relationships": REP.relationships(req, page)},
+            "links": {"self": self_url, "next": next_url},
+        }
+        return json.dumps(doc, separators=(",", ":")), len(page)
+
 
 class _RequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -778,22 +885,37 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self._send(405, body)
         emu._log(RequestLogEntry(method, path, None, {}, 405, 0, time.perf_counter() - t0))
 
-    def do_POST(self) -> None:  # noqa: N802
+    def _read_body(self) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(length)
-        self._reject("POST")
+        return self.rfile.read(length) if length else b""
+
+    def do_POST(self) -> None:  # noqa: N802
+        body = self._read_body()
+        path = urlsplit(self.path).path
+        if self.server.emulator.route(path, "POST") is None:
+            self._reject("POST")
+            return
+        self._handle("POST", body)
 
     def do_PUT(self) -> None:  # noqa: N802
-        self.do_POST()
+        self._read_body()
+        self._reject("PUT")
 
     def do_PATCH(self) -> None:  # noqa: N802
-        self.do_POST()
+        self._read_body()
+        self._reject("PATCH")
 
     def do_DELETE(self) -> None:  # noqa: N802
         self._reject("DELETE")
 
     def do_GET(self) -> None:  # noqa: N802
+        path = urlsplit(self.path).path
+        if self.server.emulator.route(path) is None and self.server.emulator.route(path, "POST") is not None:
+            self._reject("GET")
+            return
+        self._handle("GET", b"")
+
+    def _handle(self, method: str, raw_body: bytes) -> None:
         emu = self.server.emulator
         cfg = emu.config
         t0 = time.perf_counter()
@@ -806,7 +928,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         fault_name: str | None = None
         response: tuple[int, bytes, dict[str, str]] | None
         try:
-            routed = emu.route(path)
+            routed = emu.route(path, method)
             if routed is None:
                 raise not_found(f"The path {path} could not be found.")
             op, parent = routed
@@ -856,7 +978,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
                 raise HTTPError(
                     429, throttled_body(decision.retry_after), {"Retry-After": str(decision.retry_after)}
                 )
-            fault = emu._pick_fault(RequestInfo("GET", path, op_id, params, emu._next_index()))
+            fault = emu._pick_fault(RequestInfo(method, path, op_id, params, emu._next_index()))
             if fault is not None:
                 if fault.drop:
                     fault_name = "drop"
@@ -874,7 +996,10 @@ class _RequestHandler(BaseHTTPRequestHandler):
                     )
             host = self.headers.get("Host") or f"{cfg.host}:{emu.port}"
             base = f"http://{host}/api"
-            body_text, records = emu.build_body(op, parent, params, parts.query, path, base)
+            if method == "POST":
+                body_text, records = emu.build_report(op, params, raw_body, parts.query, path, base)
+            else:
+                body_text, records = emu.build_body(op, parent, params, parts.query, path, base)
             payload = body_text.encode()
             if fault is not None and fault.bad_json:
                 fault_name = "bad_json"
@@ -901,7 +1026,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self._sleep(records)
         # log before responding so a client that got its response always finds the entry
         emu._log(
-            RequestLogEntry("GET", path, op_id, params, status, records, time.perf_counter() - t0, fault_name)
+            RequestLogEntry(
+                method, path, op_id, params, status, records, time.perf_counter() - t0, fault_name
+            )
         )
         if response is None:
             self.close_connection = True

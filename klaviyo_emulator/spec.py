@@ -64,6 +64,8 @@ class Operation:
     rate_limits: tuple[RateLimit, ...]
     scopes: tuple[str, ...]
     response_schema_ref: str = ""
+    method: str = "GET"
+    request_schema_ref: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -82,7 +84,7 @@ def _enum_of(schema: dict[str, Any]) -> list[Any]:
     return list(schema.get("enum", []))
 
 
-def _build_operation(path: str, op: dict[str, Any]) -> Operation:
+def _build_operation(path: str, op: dict[str, Any], method: str = "get") -> Operation:
     query: dict[str, dict[str, Any]] = {}
     required: set[str] = set()
     page_size: tuple[int, int, int] | None = None
@@ -113,6 +115,7 @@ def _build_operation(path: str, op: dict[str, Any]) -> Operation:
         elif name.startswith("additional-fields["):
             additional[name[18:-1]] = frozenset(_enum_of(schema))
     filters: dict[str, FilterField] = {}
+    filter_example = str(query.get("filter", {}).get("example", ""))
     for fname, spec in (op.get("x-klaviyo-filters") or {}).items():
         ops = spec.get("operators", {})
         value = spec.get("value", {}) or {}
@@ -120,19 +123,27 @@ def _build_operation(path: str, op: dict[str, Any]) -> Operation:
         if vtype == "string" and value.get("format") == "date-time":
             vtype = "datetime"
         enum = value.get("enum")
+        single_ops = set(ops.get("single", []))
+        if not single_ops and "equals" in ops.get("list", []) and f"equals({fname},'" in filter_example:
+            # erratum: the operation's own filter example uses the single-value form, e.g.
+            # get_coupon_codes ``equals(coupon.id,'10OFF')``, although only list operators are declared.
+            single_ops.add("equals")
         filters[fname] = FilterField(
             name=fname,
-            single=frozenset(ops.get("single", [])),
+            single=frozenset(single_ops),
             list=frozenset(ops.get("list", [])),
             none=frozenset(ops.get("none", [])),
             value_type=vtype,
             enum=tuple(enum) if enum else None,
         )
     rl = op.get("x-klaviyo-ratelimit") or {}
-    limits = tuple(RateLimit.parse(rl[k]) for k in ("burst", "steady") if k in rl)
+    limits = tuple(RateLimit.parse(rl[k]) for k in ("burst", "steady", "daily") if k in rl)
     ref = ""
     with contextlib.suppress(KeyError):
         ref = op["responses"]["200"]["content"]["application/vnd.api+json"]["schema"]["$ref"]
+    request_ref = ""
+    with contextlib.suppress(KeyError):
+        request_ref = op["requestBody"]["content"]["application/vnd.api+json"]["schema"]["$ref"]
     return Operation(
         operation_id=op["operationId"],
         path=path,
@@ -148,6 +159,8 @@ def _build_operation(path: str, op: dict[str, Any]) -> Operation:
         rate_limits=limits,
         scopes=tuple(op.get("x-klaviyo-scopes", [])),
         response_schema_ref=ref,
+        method=method.upper(),
+        request_schema_ref=request_ref,
     )
 
 
@@ -174,3 +187,21 @@ def operations() -> dict[str, Operation]:
 def operation_for_path(path: str) -> dict[str, Operation]:
     """Operations keyed by spec path template."""
     return {op.path: op for op in operations().values() if op.path == path}
+
+
+@lru_cache(maxsize=1)
+def post_operations() -> dict[str, Operation]:
+    """All POST operations of the spec (the reporting endpoints), keyed by operationId."""
+    table: dict[str, Operation] = {}
+    for path, item in load_spec()["paths"].items():
+        op = item.get("post")
+        if op:
+            built = _build_operation(path, op, "post")
+            table[built.operation_id] = built
+    return table
+
+
+def schema(name_or_ref: str) -> dict[str, Any]:
+    """A component schema by name or ``#/components/schemas/...`` reference."""
+    result: dict[str, Any] = load_spec()["components"]["schemas"][name_or_ref.rsplit("/", 1)[-1]]
+    return result
