@@ -13,6 +13,7 @@ new and never duplicates a row.
 
 import difflib
 import functools
+import json
 import re
 import threading
 from datetime import datetime, timedelta, timezone
@@ -34,6 +35,7 @@ from .client import (
 )
 from .settings import (
     CAMPAIGN_CHANNELS,
+    COUPONS_PER_REQUEST,
     DEFAULT_BASE_URL,
     DEFAULT_EVENT_LOOKBACK_SECONDS,
     DEFAULT_MAX_RETRY_AFTER,
@@ -168,6 +170,13 @@ def klaviyo_source(
         _resource("templates", _stream_rows, client, "templates", window("updated"), workers),
         _resource("tags", _stream_rows, client, "tags", None),
         _resource("tag_groups", _stream_rows, client, "tag_groups", None),
+        _resource("catalog_items", _stream_rows, client, "catalog_items", None),
+        _resource("catalog_variants", _stream_rows, client, "catalog_variants", None),
+        _resource("catalog_categories", _stream_rows, client, "catalog_categories", None),
+        _resource("coupons", _stream_rows, client, "coupons", None),
+        _resource("coupon_codes", _coupon_code_rows, client, workers),
+        _resource("forms", _stream_rows, client, "forms", window("updated_at")),
+        _resource("images", _stream_rows, client, "images", window("updated_at")),
     ]
     for resource in optional:
         resource.selected = False
@@ -456,6 +465,25 @@ def _child_rows(
     reads = [
         functools.partial(_read, client, STREAMS[table], path_id=row["id"], columns={parent_key: row["id"]})
         for row in parents
+    ]
+    yield from interleave(reads, workers)
+
+
+def _coupon_code_rows(client: KlaviyoClient, workers: int) -> Iterator[TDataItem]:
+    """Codes of every coupon; Klaviyo only lists codes filtered by coupon (or profile)."""
+    yield dlt.mark.materialize_table_schema()
+    coupon_ids = [item["id"] for page in client.paginate("coupons") for item in page.data]
+    batches = [
+        coupon_ids[i : i + COUPONS_PER_REQUEST] for i in range(0, len(coupon_ids), COUPONS_PER_REQUEST)
+    ]
+    reads = [
+        functools.partial(
+            _read,
+            client,
+            STREAMS["coupon_codes"],
+            filters=[f"any(coupon.id,{json.dumps(batch, separators=(',', ':'))})"],
+        )
+        for batch in batches
     ]
     yield from interleave(reads, workers)
 

@@ -52,6 +52,13 @@ ENDPOINTS: Dict[str, Endpoint] = {
     "templates": Endpoint("templates", 10, 75, 750),
     "tags": Endpoint("tags", 50, 3, 60),
     "tag_groups": Endpoint("tag-groups", 25, 3, 60),
+    "catalog_items": Endpoint("catalog-items", 100, 350, 3500),
+    "catalog_variants": Endpoint("catalog-variants", 100, 350, 3500),
+    "catalog_categories": Endpoint("catalog-categories", 100, 350, 3500),
+    "coupons": Endpoint("coupons", 100, 75, 750),
+    "coupon_codes": Endpoint("coupon-codes", 100, 350, 3500),
+    "forms": Endpoint("forms", 100, 3, 60),
+    "images": Endpoint("images", 100, 10, 150),
 }
 
 
@@ -111,7 +118,18 @@ STREAMS: Dict[str, Stream] = {
     "templates": Stream("templates", ("id",), cursor="updated", params={"sort": "updated"}),
     "tags": Stream("tags", ("id",)),
     "tag_groups": Stream("tag_groups", ("id",)),
+    "catalog_items": Stream("catalog_items", ("id",)),
+    "catalog_variants": Stream("catalog_variants", ("id",)),
+    "catalog_categories": Stream("catalog_categories", ("id",)),
+    "coupons": Stream("coupons", ("id",)),
+    # Klaviyo requires a coupon filter: read per batch of coupons
+    "coupon_codes": Stream("coupon_codes", ("id",)),
+    "forms": Stream("forms", ("id",), cursor="updated_at", params={"sort": "updated_at"}),
+    "images": Stream("images", ("id",), cursor="updated_at", params={"sort": "updated_at"}),
 }
+
+# coupon ids per coupon-codes request (an `any(coupon.id,[...])` list)
+COUPONS_PER_REQUEST = 50
 
 # Tables of the original connector, each the events of Klaviyo's built-in metric(s) of that name.
 METRIC_TABLES: Dict[str, Tuple[str, ...]] = {
@@ -218,6 +236,53 @@ _COLUMN_TYPES: Dict[str, Dict[str, TDataType]] = {
     },
     "tags": {"id": "text", "name": "text", "tag_group_id": "text"},
     "tag_groups": {"id": "text", "name": "text", "exclusive": "bool", "default": "bool"},
+    "catalog_items": {
+        "id": "text",
+        "external_id": "text",
+        "title": "text",
+        "price": "double",
+        "published": "bool",
+        "created": "timestamp",
+        "updated": "timestamp",
+    },
+    "catalog_variants": {
+        "id": "text",
+        "external_id": "text",
+        "sku": "text",
+        "title": "text",
+        "price": "double",
+        "inventory_quantity": "double",
+        "published": "bool",
+        "created": "timestamp",
+        "updated": "timestamp",
+    },
+    "catalog_categories": {"id": "text", "external_id": "text", "name": "text", "updated": "timestamp"},
+    "coupons": {"id": "text", "external_id": "text", "description": "text"},
+    "coupon_codes": {
+        "id": "text",
+        "unique_code": "text",
+        "expires_at": "timestamp",
+        "status": "text",
+        "coupon_id": "text",
+        "profile_id": "text",
+    },
+    "forms": {
+        "id": "text",
+        "name": "text",
+        "status": "text",
+        "ab_test": "bool",
+        "created_at": "timestamp",
+        "updated_at": "timestamp",
+    },
+    "images": {
+        "id": "text",
+        "name": "text",
+        "image_url": "text",
+        "format": "text",
+        "size": "bigint",
+        "hidden": "bool",
+        "updated_at": "timestamp",
+    },
     "events": {
         "id": "text",
         "datetime": "timestamp",

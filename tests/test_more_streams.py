@@ -18,6 +18,13 @@ MORE = (
     "templates",
     "tags",
     "tag_groups",
+    "catalog_items",
+    "catalog_variants",
+    "catalog_categories",
+    "coupons",
+    "coupon_codes",
+    "forms",
+    "images",
 )
 
 
@@ -44,6 +51,15 @@ def test_each_further_stream_equals_the_account(emulator: Any, pipeline: dlt.Pip
     assert counts["templates"] == len(account.templates_by_id)
     assert counts["tags"] == len(account.tags_by_id)
     assert counts["tag_groups"] == len(account.tag_groups_by_id)
+    assert set(column_values(pipeline, "catalog_items")) == {i["id"] for i in account.catalog_items()}
+    assert set(column_values(pipeline, "catalog_variants")) == {v["id"] for v in account.catalog_variants()}
+    assert set(column_values(pipeline, "catalog_categories")) == {
+        c["id"] for c in account.catalog_categories()
+    }
+    assert set(column_values(pipeline, "coupons")) == {c["id"] for c in account.coupons()}
+    assert set(column_values(pipeline, "coupon_codes")) == {c["id"] for c in account.coupon_codes()}
+    assert set(column_values(pipeline, "forms")) == {f["id"] for f in account.forms()}
+    assert set(column_values(pipeline, "images")) == {i["id"] for i in account.images()}
     for table in MORE:
         key = "segment_id || '/' || id" if table == "segment_members" else "id"
         values = column_values(pipeline, table, key)
