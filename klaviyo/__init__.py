@@ -51,6 +51,14 @@ from .settings import (
 
 __all__ = ["klaviyo_source", "KlaviyoError"]
 
+ATTRIBUTION_COLUMNS = (
+    "attributed_event_id",
+    "campaign_id",
+    "campaign_message_id",
+    "flow_id",
+    "flow_message_id",
+)
+
 # Each worker gets several windows, so one dense window does not leave the others idle.
 WINDOWS_PER_WORKER = 4
 
@@ -275,8 +283,13 @@ def to_row(item: Mapping[str, Any], cursor: Optional[str] = None) -> Dict[str, A
     row: Dict[str, Any] = {"id": item.get("id")}
     row.update(item.get("attributes") or {})
     for name, relation in (item.get("relationships") or {}).items():
-        if isinstance(relation, dict) and "data" in relation and not isinstance(relation["data"], list):
-            related = relation["data"]
+        if not isinstance(relation, dict) or "data" not in relation:
+            continue
+        related = relation["data"]
+        if isinstance(related, list):
+            if name == "attributions":  # resolved from `included` by _add_included
+                row["attribution_ids"] = [r.get("id") for r in related]
+        else:
             row[name.replace("-", "_") + "_id"] = related.get("id") if related else None
     if cursor and isinstance(row.get(cursor), str):
         row[cursor] = datetime.fromisoformat(row[cursor].replace("Z", "+00:00"))
@@ -314,8 +327,7 @@ def _read_window(
         params["filter"] = ",".join(conditions)
     for page in client.paginate(stream.endpoint, params, path_id):
         rows = [to_row(item, stream.cursor) for item in page.data]
-        if page.included:
-            _add_included(rows, page.included)
+        _add_included(rows, page.included)
         if extra_columns:
             for row in rows:
                 row.update(extra_columns)
@@ -323,15 +335,20 @@ def _read_window(
 
 
 def _add_included(rows: List[Dict[str, Any]], included: List[Dict[str, Any]]) -> None:
-    """Resolves what `include=` brought along into plain columns (events: the metric's name)."""
-    metrics = {item["id"]: item.get("attributes") or {} for item in included if item.get("type") == "metric"}
-    if not metrics:
-        return
+    """Resolves what `include=` brought along into plain columns: an event's metric name and
+    integration, and what the event is attributed to (campaign or flow, message, earlier event)."""
+    metrics = {i["id"]: i.get("attributes") or {} for i in included if i.get("type") == "metric"}
+    attributions = {i["id"]: to_row(i) for i in included if i.get("type") == "attribution"}
     for row in rows:
         metric = metrics.get(row.get("metric_id"))
         if metric is not None:
             row["metric_name"] = metric.get("name")
             row["metric_integration"] = _integration_key(metric)
+        for attribution_id in row.pop("attribution_ids", ()):
+            attribution = attributions.get(attribution_id)
+            if attribution is not None:  # the first one: Klaviyo credits one message per event
+                row.update({k: v for k, v in attribution.items() if k in ATTRIBUTION_COLUMNS})
+                break
 
 
 def _read_split(

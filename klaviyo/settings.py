@@ -98,8 +98,10 @@ STREAMS: Dict[str, Stream] = {
     "list_members": Stream("list_profiles", ("list_id", "id"), write_disposition="replace"),
     "campaigns": Stream("campaigns", ("id",), cursor="updated_at", params={"sort": "updated_at"}),
     "metrics": Stream("metrics", ("id",)),
-    # every metric in one table, with the metric's name and integration from `include`
-    "events": Stream("events", ("id",), cursor="datetime", params={"sort": "datetime", "include": "metric"}),
+    # every metric in one table, with the metric's name and the attribution resolved from `include`
+    "events": Stream(
+        "events", ("id",), cursor="datetime", params={"sort": "datetime", "include": "metric,attributions"}
+    ),
     # the events of one metric per table (METRIC_TABLES and extra_metrics)
     "metric_events": Stream("events", ("id",), cursor="datetime", params={"sort": "datetime"}),
     "segments": Stream(
@@ -292,12 +294,17 @@ _COLUMN_TYPES: Dict[str, Dict[str, TDataType]] = {
         "profile_id": "text",
         "metric_name": "text",
         "metric_integration": "text",
+        "attributed_event_id": "text",
+        "campaign_id": "text",
+        "campaign_message_id": "text",
+        "flow_id": "text",
+        "flow_message_id": "text",
     },
 }
 _COLUMN_TYPES["metric_events"] = {
     name: data_type
     for name, data_type in _COLUMN_TYPES["events"].items()
-    if name not in ("metric_name", "metric_integration")
+    if name in ("id", "datetime", "timestamp", "uuid", "metric_id", "profile_id")
 }
 TABLE_COLUMNS: Dict[str, Dict[str, TColumnSchema]] = {
     stream: {name: {"data_type": data_type} for name, data_type in columns.items()}

@@ -106,3 +106,28 @@ def test_flow_fan_out_walks_only_flows_updated_since_the_last_run(
     pipeline.run(source_for(emulator).with_resources("flows", "flow_actions", "flow_messages"))
     walked = {e.path for e in emulator.request_log if e.path.rstrip("/").endswith("/flow-actions")}
     assert {path.rstrip("/") for path in walked} == {f"/api/flows/{flow['id']}/flow-actions"}
+
+
+def test_events_carry_the_campaign_or_flow_they_are_attributed_to(
+    emulator: Any, pipeline: dlt.Pipeline
+) -> None:
+    account = emulator.account
+    pipeline.run(source_for(emulator).with_resources("events", "click"))
+    attributed = {}
+    for event in account.all_events():
+        found = account.attributions(event["id"])
+        if found:
+            attributed[event["id"]] = found[0]
+    assert attributed, "the seeded account must have attributed events"
+    with pipeline.sql_client() as client:
+        rows = client.execute_sql(
+            "select id, attributed_event_id, coalesce(campaign_message_id, flow_message_id) from events"
+            " where attributed_event_id is not null"
+        )
+        click_columns = {r[0] for r in client.execute_sql("describe click")}
+    assert {r[0] for r in rows} == set(attributed)
+    for event_id, attributed_event, message in rows:
+        expected = attributed[event_id]
+        assert attributed_event == expected["attributed_event_id"]
+        assert message == (expected["campaign_message_id"] or expected["flow_message_id"])
+    assert "attribution_ids" not in click_columns and not any("attribution" in c for c in click_columns)
