@@ -14,8 +14,8 @@ prints:
 
 Usage::
 
-    python benchmarks/load_benchmark.py            # full run, under ~10 minutes on 2 cores
-    python benchmarks/load_benchmark.py --quick    # ~1 minute
+    python benchmarks/load_benchmark.py            # full run, ~10 minutes on 2 cores
+    python benchmarks/load_benchmark.py --quick    # ~1.5 minutes
     python benchmarks/load_benchmark.py --events 150000 --profiles 20000 --list-members 20000 \
         --latency-ms 80 --workers 4
 """
@@ -133,6 +133,15 @@ class EmulatorProcess:
         self.startup_s = time.perf_counter() - started
         return self
 
+    def cpu_seconds(self) -> float:
+        """user + system CPU of the emulator process so far (it is single-process, GIL-bound)."""
+        if self.proc is None:
+            return 0.0
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return 0.0
+
     def __exit__(self, *exc: object) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
@@ -183,6 +192,7 @@ class Run:
     load_s: float
     stats: Optional[RequestStats] = None
     tables: Dict[str, Tuple[int, int, int]] = field(default_factory=dict)  # rows, columns, hash
+    emulator_cpu_s: Optional[float] = None  # CPU the emulator process used during the run
 
     @property
     def total_s(self) -> float:
@@ -426,6 +436,8 @@ def events_line(run: Run) -> str:
     req = ""
     if run.stats:
         req = f" | {run.stats.requests} req, {run.stats.throttled} x 429"
+    if run.emulator_cpu_s is not None:
+        req += f" | emulator CPU {run.emulator_cpu_s:.1f} s"
     return (
         f"{run.label:<22} {run.rows:>8,} rows {run.total_s:7.1f} s {rate:>9,.0f} rows/s | {phases(run)}{req}"
     )
@@ -438,7 +450,8 @@ def rate_line(run: Run) -> str:
     return (
         f"{run.label:<22} {run.rows:>8,} rows {stats.requests:>5} req in {run.extract_s:6.1f} s ="
         f" {req_s:5.1f} req/s = {req_s / STEADY_PER_S:4.2f} x 12.5/s | 429: {stats.throttled}"
-        f" ({share:.1%}) | limiter held {stats.limiter_wait:5.1f} s | total {run.total_s:5.1f} s"
+        f" ({share:.1%}) | limiter held {stats.limiter_wait:5.1f} s | {1000 / req_s if req_s else 0:4.0f} ms"
+        f" between responses | emulator CPU {run.emulator_cpu_s or 0:5.1f} s | total {run.total_s:5.1f} s"
     )
 
 
@@ -458,8 +471,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="small account, ~1 minute")
     p.add_argument("--events", type=int, help="events in the account (default 150000; quick 10000)")
-    p.add_argument("--profiles", type=int, help="profiles in the account (default 20000; quick 2000)")
-    p.add_argument("--list-members", type=int, help="members of the large list (default 20000; quick 2000)")
+    p.add_argument("--profiles", type=int, help="profiles in the account (default 10000; quick 2000)")
+    p.add_argument("--list-members", type=int, help="members of the large list (default 10000; quick 2000)")
     p.add_argument("--latency-ms", type=float, default=80.0, help="emulator latency per request")
     p.add_argument("--latency-per-record-ms", type=float, default=0.02, help="emulator latency per record")
     p.add_argument("--workers", type=int, default=4, help="source workers (compared with workers=1)")
@@ -470,8 +483,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--rss-formats",
-        default="insert_values,parquet",
-        help="loader file formats of the peak-RSS runs (default insert_values,parquet)",
+        default="parquet",
+        help="loader file formats of the peak-RSS runs, e.g. parquet,insert_values (default parquet:"
+        " insert_values needs ~2 min and ~9 GiB for 150k events)",
     )
     p.add_argument("--skip-workers-1", action="store_true", help="do not repeat the runs with workers=1")
     p.add_argument("--cprofile", action="store_true", help="cProfile the events source and floor runs")
@@ -484,8 +498,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--format", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.events = args.events or (10_000 if args.quick else 150_000)
-    args.profiles = args.profiles or (2_000 if args.quick else 20_000)
-    args.list_members = args.list_members or (2_000 if args.quick else 20_000)
+    args.profiles = args.profiles or (2_000 if args.quick else 10_000)
+    args.list_members = args.list_members or (2_000 if args.quick else 10_000)
     if args.rss_events:
         args.rss_counts = [int(n) for n in args.rss_events.split(",")]
     else:
@@ -559,7 +573,9 @@ def run_all(args: argparse.Namespace, emulator: EmulatorProcess, workdir: Path, 
             else None
         )
         log(f"source run: {key} ...")
+        cpu_before = emulator.cpu_seconds()
         run = source_run(workdir, base_url, name, workers, profile_to=profile, loader_file_format=fmt)
+        run.emulator_cpu_s = emulator.cpu_seconds() - cpu_before
         guard.record(endpoint, run.stats.requests if run.stats else estimate)
         runs[key] = run
         log("  " + (events_line(run) if name == "events" else rate_line(run)))
@@ -610,6 +626,8 @@ def run_all(args: argparse.Namespace, emulator: EmulatorProcess, workdir: Path, 
     add("=" * 110)
     add("Klaviyo source load benchmark")
     add(f"machine:  {machine()}")
+    if args.cprofile:
+        add("NOTE: --cprofile was on: the profiled runs (events w=N, floors) are slower than without it")
     add(
         f"emulator: separate process, {args.events:,} events, {args.profiles:,} profiles, large list of"
         f" {args.list_members:,}; rate limits 1x (real); latency {args.latency_ms:g} ms/request +"

@@ -14,6 +14,7 @@ from typing import (
     Dict,
     Iterator,
     List,
+    Literal,
     Mapping,
     NamedTuple,
     Optional,
@@ -188,7 +189,7 @@ class KlaviyoSession(requests.Session):
         self._routes = [(_compile_template(e.path), e) for e in ENDPOINTS.values()]
         self._limiters = limiters
 
-    def endpoint_for(self, url: str) -> Tuple[str, Endpoint]:
+    def endpoint_for(self, url: str, request_method: str = "GET") -> Tuple[str, Endpoint]:
         parts = urlsplit(url)
         if (parts.scheme, parts.netloc) != self._origin or not parts.path.startswith(self._base_path):
             # never send the key anywhere but the configured API
@@ -199,11 +200,11 @@ class KlaviyoSession(requests.Session):
         relative = parts.path[len(self._base_path) :].strip("/")
         for pattern, endpoint in self._routes:
             if pattern.match(relative):
-                return f"GET /{relative}", endpoint
+                return f"{request_method} /{relative}", endpoint
         raise KlaviyoError(f"No rate limit is known for {parts.path}; add it to settings.ENDPOINTS")
 
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
-        described, endpoint = self.endpoint_for(request.url or "")
+        described, endpoint = self.endpoint_for(request.url or "", request.method or "GET")
         limiter = self._limiters[endpoint.path]
         kwargs.setdefault("timeout", self.retry.timeout)
         attempt = 0
@@ -360,15 +361,21 @@ class KlaviyoClient:
         params: Optional[Mapping[str, str]] = None,
         path_id: Optional[str] = None,
         page_size: Optional[int] = None,
+        body: Optional[Dict[str, Any]] = None,
     ) -> Iterator[Page]:
-        """Yields every page of `endpoint` (a key of ENDPOINTS), by default at its largest page size."""
+        """Yields every page of `endpoint` (a key of ENDPOINTS), by default at its largest page size.
+
+        With a `body` the request is a POST (the reporting API), paged the same way.
+        """
         spec = ENDPOINTS[endpoint]
         path = spec.path.replace("{id}", path_id) if path_id is not None else spec.path
         query: Dict[str, str] = dict(params or {})
         if spec.page_size:
             query["page[size]"] = str(page_size or spec.page_size)
         # errors are raised by KlaviyoSession; an empty hook list turns off dlt's own handler
-        for page in self._rest_client().paginate(path, params=query, hooks={"response": []}):
+        method: Literal["GET", "POST"] = "POST" if body is not None else "GET"
+        pages = self._rest_client().paginate(path, method, params=query, json=body, hooks={"response": []})
+        for page in pages:
             document = page.response.json()
             yield Page(list(page), document.get("included") or [])
 

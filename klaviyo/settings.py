@@ -59,6 +59,10 @@ ENDPOINTS: Dict[str, Endpoint] = {
     "coupon_codes": Endpoint("coupon-codes", 100, 350, 3500),
     "forms": Endpoint("forms", 100, 3, 60),
     "images": Endpoint("images", 100, 10, 150),
+    # reporting API: also 225 a day, which Klaviyo enforces with a 429 of a very long Retry-After
+    "campaign_values_report": Endpoint("campaign-values-reports", None, 1, 2),
+    "flow_values_report": Endpoint("flow-values-reports", None, 1, 2),
+    "flow_series_report": Endpoint("flow-series-reports", None, 1, 2),
 }
 
 
@@ -129,6 +133,52 @@ STREAMS: Dict[str, Stream] = {
     "forms": Stream("forms", ("id",), cursor="updated_at", params={"sort": "updated_at"}),
     "images": Stream("images", ("id",), cursor="updated_at", params={"sort": "updated_at"}),
 }
+
+
+@dataclass(frozen=True)
+class Report:
+    """A table from Klaviyo's reporting API: one POST per time window, rows per message."""
+
+    endpoint: str  # key of ENDPOINTS
+    report_type: str  # the JSON:API `data.type` of the request body
+    groupings: Tuple[str, ...]  # the primary key, with `date` first for series
+    series: bool = False
+
+
+REPORTS: Dict[str, Report] = {
+    "campaign_values_report": Report(
+        "campaign_values_report",
+        "campaign-values-report",
+        ("campaign_id", "campaign_message_id", "send_channel"),
+    ),
+    "flow_values_report": Report(
+        "flow_values_report", "flow-values-report", ("flow_id", "flow_message_id", "send_channel")
+    ),
+    "flow_series_report": Report(
+        "flow_series_report",
+        "flow-series-report",
+        ("date", "flow_id", "flow_message_id", "send_channel"),
+        series=True,
+    ),
+}
+REPORT_STATISTICS = (
+    "recipients",
+    "delivered",
+    "bounced",
+    "opens",
+    "opens_unique",
+    "clicks",
+    "clicks_unique",
+    "unsubscribes",
+    "spam_complaints",
+    "conversions",
+    "conversion_uniques",
+    "conversion_value",
+)
+DEFAULT_CONVERSION_METRIC = "Placed Order"
+REPORT_MAX_DAYS = 365  # values reports cover at most a year
+# daily series allow 60 days per request; Klaviyo rounds the end up to the end of its hour
+SERIES_WINDOW_DAYS = 59
 
 # coupon ids per coupon-codes request (an `any(coupon.id,[...])` list)
 COUPONS_PER_REQUEST = 50

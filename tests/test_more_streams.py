@@ -5,6 +5,7 @@ from typing import Any
 
 import dlt
 
+from klaviyo_emulator import Fault
 from tests.helpers import column_values, source_for, table_counts
 
 MORE = (
@@ -131,3 +132,61 @@ def test_events_carry_the_campaign_or_flow_they_are_attributed_to(
         assert attributed_event == expected["attributed_event_id"]
         assert message == (expected["campaign_message_id"] or expected["flow_message_id"])
     assert "attribution_ids" not in click_columns and not any("attribution" in c for c in click_columns)
+
+
+REPORT_WINDOW = {"start_date": "2026-05-01T00:00:00+00:00", "end_date": "2026-10-31T00:00:00+00:00"}
+
+
+def test_campaign_and_flow_values_reports_equal_klaviyos_figures(
+    emulator: Any, pipeline: dlt.Pipeline
+) -> None:
+    from klaviyo.settings import REPORT_STATISTICS
+
+    account = emulator.account
+    metric = account.metric_id("Placed Order", integration_key="shopify")
+    timeframe = {"start": "2026-05-01T00:00:00+00:00", "end": "2026-10-31T00:00:00+00:00"}
+    source = source_for(emulator, **REPORT_WINDOW)
+    pipeline.run(source.with_resources("campaign_values_report", "flow_values_report"))
+    for table, truth, ids in (
+        ("campaign_values_report", account.campaign_values, ("campaign_id", "campaign_message_id")),
+        ("flow_values_report", account.flow_values, ("flow_id", "flow_message_id")),
+    ):
+        expected = truth(list(REPORT_STATISTICS), timeframe, metric)["results"]
+        assert expected, f"the seeded account must have {table} activity"
+        with pipeline.sql_client() as client:
+            loaded = {
+                (r[0], r[1], r[2]): (r[3], r[4])
+                for r in client.execute_sql(
+                    f"select {ids[0]}, {ids[1]}, send_channel, opens, conversions from {table}"
+                )
+            }
+        assert loaded == {
+            (e["groupings"][ids[0]], e["groupings"][ids[1]], e["groupings"]["send_channel"]): (
+                e["statistics"]["opens"],
+                e["statistics"]["conversions"],
+            )
+            for e in expected
+        }
+
+
+def test_flow_series_report_has_one_row_per_day_and_message(emulator: Any, pipeline: dlt.Pipeline) -> None:
+    pipeline.run(source_for(emulator, **REPORT_WINDOW).with_resources("flow_series_report"))
+    report_requests = [e for e in emulator.request_log if "flow-series-reports" in e.path]
+    assert len(report_requests) == 4  # 183 days in windows of at most 60
+    keys = column_values(
+        pipeline, "flow_series_report", "cast(date as varchar) || flow_message_id || send_channel"
+    )
+    assert keys and len(keys) == len(set(keys))
+
+
+def test_a_spent_daily_report_budget_skips_the_report_and_loads_the_rest(
+    emulator: Any, pipeline: dlt.Pipeline, caplog: Any
+) -> None:
+    emulator.fault_hook = lambda info: (
+        Fault(status=429, retry_after=80000) if "reports" in info.path else None
+    )
+    with caplog.at_level("WARNING"):
+        pipeline.run(source_for(emulator).with_resources("campaign_values_report", "metrics"))
+    counts = table_counts(pipeline)
+    assert counts["campaign_values_report"] == 0 and counts["metrics"] == len(emulator.account.metrics)
+    assert any("budget" in r.getMessage() for r in caplog.records)
