@@ -13,11 +13,24 @@ new and never duplicates a row.
 
 import difflib
 import functools
+import itertools
 import json
 import re
 import threading
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Generator,
+    Iterable,
+    Iterator,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Tuple,
+)
 
 import dlt
 from dlt.common import logger
@@ -44,6 +57,7 @@ from .settings import (
     DEFAULT_MAX_RETRY_AFTER,
     DEFAULT_REVISION,
     DEFAULT_WORKERS,
+    ENDPOINTS,
     KLAVIYO_INTEGRATION_KEY,
     METRIC_TABLES,
     REPORT_MAX_DAYS,
@@ -66,6 +80,9 @@ ATTRIBUTION_COLUMNS = (
     "flow_id",
     "flow_message_id",
 )
+
+# A list (segment) longer than this many pages reads the rest in parallel windows.
+PAGES_BEFORE_WINDOWS = 3
 
 # Each worker gets several windows, so one dense window does not leave the others idle.
 WINDOWS_PER_WORKER = 4
@@ -348,7 +365,7 @@ def _read_window(
     filters: Sequence[str],
     path_id: Optional[str],
     extra_columns: Mapping[str, Any],
-) -> Iterator[List[TDataItem]]:
+) -> Generator[List[TDataItem], None, None]:
     params = dict(stream.params)
     conditions = [*filters, *_bound_filters(stream, start, end)]
     if conditions:
@@ -387,26 +404,40 @@ def _read_split(
     filters: Sequence[str] = (),
     path_id: Optional[str] = None,
 ) -> Iterator[List[TDataItem]]:
-    """Like `_read`, but cuts the cursor range into windows read by `workers` threads at once.
+    """Like `_read`, but cuts the incremental window into pieces read by `workers` threads at once."""
+    start, end = _bounds(cursor)
+    return _read_windows(client, stream, start, end, workers, filters, path_id, {})
+
+
+def _read_windows(
+    client: KlaviyoClient,
+    stream: Stream,
+    start: Optional[datetime],
+    end: Optional[datetime],
+    workers: int,
+    filters: Sequence[str],
+    path_id: Optional[str],
+    columns: Mapping[str, Any],
+) -> Iterator[List[TDataItem]]:
+    """Reads [start, end) on the stream's cursor as several windows, `workers` at a time.
 
     A cursor-paged endpoint gives one page at a time; windows on the cursor are independent, so
-    several can be in flight. Pages arrive out of order, which merge and the incremental's max
-    do not mind.
+    several can be in flight. Windows tile the range exactly (>= low, < high). Pages arrive out of
+    order, which merge and the incremental's max do not mind.
     """
-    start, end = _bounds(cursor)
     if workers <= 1 or stream.cursor is None or stream.cursor_filter[1] is None:
-        return _read_window(client, stream, start, end, filters, path_id, {})
+        return _read_window(client, stream, start, end, filters, path_id, columns)
     first = start or _oldest_cursor_value(client, stream, filters, path_id)
     last = end or datetime.now(timezone.utc)
     if first is None or last <= first:
-        return _read_window(client, stream, start, end, filters, path_id, {})
+        return _read_window(client, stream, start, end, filters, path_id, columns)
     pieces = workers * WINDOWS_PER_WORKER
     step = (last - first) / pieces
     edges: List[Optional[datetime]] = [first + step * i for i in range(pieces)]
     edges[0] = start  # keep the caller's own lower bound (None reads from the very beginning)
     edges.append(end)  # open-ended unless an end was asked for: rows dated in the future still load
     producers = [
-        functools.partial(_read_window, client, stream, low, high, filters, path_id, {})
+        functools.partial(_read_window, client, stream, low, high, filters, path_id, columns)
         for low, high in zip(edges, edges[1:])
     ]
     return interleave(producers, workers)
@@ -490,13 +521,32 @@ def _member_rows(client: KlaviyoClient, table: str, workers: int) -> Iterator[TD
         for page in client.paginate(parent, {f"fields[{parent[:-1]}]": "name"})
         for item in page.data
     ]
-    yield from interleave([functools.partial(_members_of, client, table, p) for p in parents], workers)
+    yield from interleave(
+        [functools.partial(_members_of, client, table, p, workers) for p in parents], workers
+    )
 
 
-def _members_of(client: KlaviyoClient, table: str, parent_id: str) -> Iterator[List[TDataItem]]:
+def _members_of(client: KlaviyoClient, table: str, parent_id: str, workers: int) -> Iterator[List[TDataItem]]:
+    """One list's (segment's) members; past the first page the rest is read in parallel windows."""
     parent, key = MEMBERSHIPS[table]
+    stream, columns = STREAMS[table], {key: parent_id}
     try:
-        yield from _read(client, STREAMS[table], path_id=parent_id, columns={key: parent_id})
+        pages = _read_window(client, stream, None, None, (), parent_id, columns)
+        head: List[TDataItem] = []
+        for rows in itertools.islice(pages, PAGES_BEFORE_WINDOWS):
+            head.extend(rows)
+            yield rows
+        full = PAGES_BEFORE_WINDOWS * (ENDPOINTS[stream.endpoint].page_size or 0)
+        if workers <= 1 or len(head) < full:
+            yield from pages  # a small list: nothing left, or not worth the windows
+            return
+        pages.close()
+        # the rest, from the last `joined_group_at` read so far; rows at that instant already read
+        # are dropped, since this is a full snapshot with no merge to dedupe them
+        boundary = head[-1]["joined_group_at"]
+        seen = {row["id"] for row in head if row["joined_group_at"] == boundary}
+        for rows in _read_windows(client, stream, boundary, None, workers, (), parent_id, columns):
+            yield [row for row in rows if row["joined_group_at"] != boundary or row["id"] not in seen]
     except KlaviyoNotFound:
         logger.warning(f"{parent[:-1]} {parent_id} was deleted while loading; its members are skipped")
 

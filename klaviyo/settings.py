@@ -99,7 +99,13 @@ STREAMS: Dict[str, Stream] = {
         "lists", ("id",), cursor="updated", cursor_filter=("greater-than", None), params={"sort": "updated"}
     ),
     # full snapshot each run, so members who left a list leave the table
-    "list_members": Stream("list_profiles", ("list_id", "id"), write_disposition="replace"),
+    "list_members": Stream(
+        "list_profiles",
+        ("list_id", "id"),
+        cursor="joined_group_at",  # large lists are read in windows on it, in parallel
+        write_disposition="replace",
+        params={"sort": "joined_group_at"},
+    ),
     "campaigns": Stream("campaigns", ("id",), cursor="updated_at", params={"sort": "updated_at"}),
     "metrics": Stream("metrics", ("id",)),
     # every metric in one table, with the metric's name and the attribution resolved from `include`
@@ -115,7 +121,13 @@ STREAMS: Dict[str, Stream] = {
         cursor_filter=("greater-than", None),
         params={"sort": "updated"},
     ),
-    "segment_members": Stream("segment_profiles", ("segment_id", "id"), write_disposition="replace"),
+    "segment_members": Stream(
+        "segment_profiles",
+        ("segment_id", "id"),
+        cursor="joined_group_at",
+        write_disposition="replace",
+        params={"sort": "joined_group_at"},
+    ),
     # children of campaigns and flows: only parents updated since the last run are walked again
     "campaign_messages": Stream("campaign_messages", ("id",)),
     "flows": Stream("flows", ("id",), cursor="updated", params={"sort": "updated"}),

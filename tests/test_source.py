@@ -248,3 +248,22 @@ def test_every_request_carries_the_pinned_revision_and_stays_under_base_url(
         assert entry.status == 200, entry
         assert entry.path.startswith("/api/")
         assert "api_key" not in parse_qs(urlsplit(entry.path).query)
+
+
+def test_a_large_list_is_read_in_parallel_windows_with_every_member_once(tmp_path: Any) -> None:
+    from klaviyo_emulator import AccountSpec, EmulatorConfig, run_emulator
+    from tests.test_reliability import new_pipeline
+
+    spec = AccountSpec(seed=2, profiles=1500, events=100, lists=2, large_list_members=1400)
+    with run_emulator(EmulatorConfig(account=spec, rate_limit_scale=0)) as emu:
+        pipeline = new_pipeline(tmp_path)
+        pipeline.run(source_for(emu, workers=4).with_resources("list_members"))
+        account = emu.account
+        windowed = [e for e in emu.request_log if "joined_group_at" in e.query.get("filter", "")]
+        expected = {
+            (list_id, member) for list_id in account.list_ids() for member in account.list_members(list_id)
+        }
+    assert windowed, "the large list must have been read in windows"
+    loaded = column_values(pipeline, "list_members", "list_id || '/' || id")
+    assert len(loaded) == len(set(loaded)) == len(expected)
+    assert set(loaded) == {f"{list_id}/{member}" for list_id, member in expected}
