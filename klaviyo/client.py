@@ -1,6 +1,5 @@
 """The one place that talks HTTP to Klaviyo: auth, revision, rate limits, retries, pagination, errors."""
 
-import json
 import queue
 import random
 import re
@@ -25,7 +24,7 @@ from typing import (
 from urllib.parse import urlsplit
 
 import requests
-from dlt.common import logger
+from dlt.common import json, logger  # dlt's json is orjson: pages of 1,000 events parse faster
 from dlt.common.configuration import resolve_configuration
 from dlt.common.configuration.specs import RuntimeConfiguration
 from dlt.sources.helpers.rest_client import RESTClient
@@ -269,7 +268,7 @@ def _retry_after_seconds(response: requests.Response) -> float:
 
 def _cache_json(response: requests.Response) -> None:
     """Parses the body once; dlt's client and paginator both call `response.json()` again."""
-    document = json.loads(response.content) if response.content else {}
+    document = json.loadb(response.content) if response.content else {}
     if not isinstance(document, dict):
         raise ValueError("not a JSON object")
     response.json = lambda **_: document  # type: ignore[method-assign]
