@@ -4,12 +4,18 @@ python klaviyo_pipeline.py                      # the account whose key is in .d
 python klaviyo_pipeline.py --demo               # a local emulated account, no Klaviyo key needed
 python klaviyo_pipeline.py --start-date 2024-01-01 --resources profiles,click
 python klaviyo_pipeline.py --full-refresh       # drop what was loaded and load it all again
+python klaviyo_pipeline.py --accounts brand_a,brand_b   # keys in [sources.klaviyo.accounts]
+
+Several accounts load one after the other, each with its own pipeline (`klaviyo_<account>`),
+state and dataset (`klaviyo_data_<account>`), so one account's failure is reported by name and
+leaves the others untouched.
 """
 
 import argparse
 import contextlib
+import sys
 import time
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
 import dlt
 
@@ -26,6 +32,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--dataset", default="klaviyo_data", help="dataset (schema) name")
     parser.add_argument("--pipeline-name", help="default: klaviyo, or klaviyo_demo with --demo")
     parser.add_argument("--full-refresh", action="store_true", help="drop loaded tables and state first")
+    parser.add_argument(
+        "--accounts",
+        help="comma-separated account names whose keys are in .dlt/secrets.toml [sources.klaviyo.accounts]",
+    )
     return parser.parse_args(argv)
 
 
@@ -40,7 +50,12 @@ def demo_account() -> Iterator[Tuple[str, str]]:
         yield emulator.base_url, emulator.api_key
 
 
-def load(args: argparse.Namespace, base_url: Optional[str] = None, api_key: Optional[str] = None) -> None:
+def load(
+    args: argparse.Namespace,
+    base_url: Optional[str] = None,
+    api_key: Optional[str] = None,
+    account: Optional[str] = None,
+) -> None:
     options = {
         "start_date": args.start_date,
         "end_date": args.end_date,
@@ -54,10 +69,11 @@ def load(args: argparse.Namespace, base_url: Optional[str] = None, api_key: Opti
     if args.resources:
         source = source.with_resources(*[name.strip() for name in args.resources.split(",")])
     # `dlt init klaviyo <destination>` writes the destination you pick here
+    default_name = f"klaviyo_{account}" if account else ("klaviyo_demo" if args.demo else "klaviyo")
     pipeline = dlt.pipeline(
-        pipeline_name=args.pipeline_name or ("klaviyo_demo" if args.demo else "klaviyo"),
+        pipeline_name=args.pipeline_name or default_name,
         destination="duckdb",
-        dataset_name=args.dataset,
+        dataset_name=f"{args.dataset}_{account}" if account else args.dataset,
         progress="log",
     )
     started = time.monotonic()
@@ -68,6 +84,21 @@ def load(args: argparse.Namespace, base_url: Optional[str] = None, api_key: Opti
     info = pipeline.run(source, **run_options)
     print(info)
     print_summary(pipeline, time.monotonic() - started)
+
+
+def load_accounts(
+    args: argparse.Namespace, accounts: Mapping[str, Tuple[Optional[str], str]]
+) -> Dict[str, str]:
+    """Loads each account (name -> (base_url or None, api_key)); returns the failures by name."""
+    failures: Dict[str, str] = {}
+    for name, (base_url, api_key) in accounts.items():
+        print(f"\n=== account {name}")
+        try:
+            load(args, base_url, api_key, account=name)
+        except Exception as exc:  # one account's failure must not stop the others
+            failures[name] = str(exc)
+            print(f"account {name!r} failed: {exc}", file=sys.stderr)
+    return failures
 
 
 def fastest_file_format(pipeline: dlt.Pipeline) -> Optional[str]:
@@ -95,6 +126,12 @@ def main(argv: Optional[List[str]] = None) -> None:
     if args.demo:
         with demo_account() as (base_url, api_key):
             load(args, base_url, api_key)
+    elif args.accounts:
+        names = [name.strip() for name in args.accounts.split(",") if name.strip()]
+        keys = {name: (None, str(dlt.secrets[f"sources.klaviyo.accounts.{name}"])) for name in names}
+        failures = load_accounts(args, keys)
+        if failures:
+            raise SystemExit(f"accounts that failed: {', '.join(sorted(failures))}")
     else:
         load(args)
 
