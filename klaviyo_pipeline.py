@@ -20,6 +20,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 import dlt
 
 from klaviyo import klaviyo_source
+from klaviyo.client import PROCESS_STATS
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -76,14 +77,15 @@ def load(
         dataset_name=f"{args.dataset}_{account}" if account else args.dataset,
         progress="log",
     )
-    started = time.monotonic()
+    started, requests_before = time.monotonic(), PROCESS_STATS.snapshot()
     run_options: Dict[str, Any] = {"loader_file_format": fastest_file_format(pipeline)}
     # the demo account is made anew each time, so the demo always loads it whole
     if args.full_refresh or args.demo:
         run_options["refresh"] = "drop_sources"
     info = pipeline.run(source, **run_options)
     print(info)
-    print_summary(pipeline, time.monotonic() - started)
+    requests = {k: v - requests_before[k] for k, v in PROCESS_STATS.snapshot().items()}
+    print_summary(pipeline, time.monotonic() - started, requests)
 
 
 def load_accounts(
@@ -112,10 +114,15 @@ def fastest_file_format(pipeline: dlt.Pipeline) -> Optional[str]:
     return "parquet" if "parquet" in formats else None
 
 
-def print_summary(pipeline: dlt.Pipeline, seconds: float) -> None:
+def print_summary(pipeline: dlt.Pipeline, seconds: float, requests: Mapping[str, float]) -> None:
     trace = pipeline.last_trace
     counts = trace.last_normalize_info.row_counts if trace and trace.last_normalize_info else {}
-    print(f"\nLoaded in {seconds:.1f} s:")
+    print(
+        f"\nLoaded in {seconds:.1f} s with {requests['requests']:,.0f} requests to Klaviyo;"
+        f" {requests['throttled']:,.0f} answered 429 ({requests['throttle_wait']:.1f} s waited),"
+        f" {requests['retried']:,.0f} retried after errors, {requests['limiter_wait']:.1f} s held by"
+        " the rate limiter. Rows per table:"
+    )
     for table, rows in sorted(counts.items()):
         if not table.startswith("_dlt"):
             print(f"  {table:<40} {rows:>10,} rows")

@@ -81,8 +81,8 @@ ATTRIBUTION_COLUMNS = (
     "flow_message_id",
 )
 
-# A list (segment) longer than this many pages reads the rest in parallel windows.
-PAGES_BEFORE_WINDOWS = 3
+# A range longer than this many pages reads the rest in parallel windows.
+PAGES_BEFORE_WINDOWS = 2
 
 # Each worker gets several windows, so one dense window does not leave the others idle.
 WINDOWS_PER_WORKER = 4
@@ -403,55 +403,42 @@ def _read_split(
     workers: int,
     filters: Sequence[str] = (),
     path_id: Optional[str] = None,
+    columns: Optional[Mapping[str, Any]] = None,
 ) -> Iterator[List[TDataItem]]:
-    """Like `_read`, but cuts the incremental window into pieces read by `workers` threads at once."""
-    start, end = _bounds(cursor)
-    return _read_windows(client, stream, start, end, workers, filters, path_id, {})
+    """Like `_read`, but a range longer than a couple of pages is read in windows, in parallel.
 
-
-def _read_windows(
-    client: KlaviyoClient,
-    stream: Stream,
-    start: Optional[datetime],
-    end: Optional[datetime],
-    workers: int,
-    filters: Sequence[str],
-    path_id: Optional[str],
-    columns: Mapping[str, Any],
-) -> Iterator[List[TDataItem]]:
-    """Reads [start, end) on the stream's cursor as several windows, `workers` at a time.
-
-    A cursor-paged endpoint gives one page at a time; windows on the cursor are independent, so
-    several can be in flight. Windows tile the range exactly (>= low, < high). Pages arrive out of
-    order, which merge and the incremental's max do not mind.
+    A cursor-paged endpoint gives one page at a time, and most incremental runs fit in one page.
+    So the first pages are read as usual (sorted by the cursor); only if more remain is the rest of
+    the range, from the last cursor value seen, cut into windows that `workers` threads read at
+    once. Windows tile the range exactly (>= low, < high); pages arrive out of order, which merge
+    and the incremental's max do not mind.
     """
-    if workers <= 1 or stream.cursor is None or stream.cursor_filter[1] is None:
-        return _read_window(client, stream, start, end, filters, path_id, columns)
-    first = start or _oldest_cursor_value(client, stream, filters, path_id)
+    start, end = _bounds(cursor)
+    columns = columns or {}
+    pages = _read_window(client, stream, start, end, filters, path_id, columns)
+    head: List[TDataItem] = []
+    for rows in itertools.islice(pages, PAGES_BEFORE_WINDOWS):
+        head.extend(rows)
+        yield rows
+    full = PAGES_BEFORE_WINDOWS * (ENDPOINTS[stream.endpoint].page_size or 0)
+    if workers <= 1 or not stream.cursor or not stream.cursor_filter[1] or len(head) < full:
+        yield from pages  # nothing left, or not worth the windows
+        return
+    pages.close()
+    # rows at the boundary instant that were already read are dropped: snapshots have no merge
+    boundary = head[-1][stream.cursor]
+    seen = {row["id"] for row in head if row[stream.cursor] == boundary}
     last = end or datetime.now(timezone.utc)
-    if first is None or last <= first:
-        return _read_window(client, stream, start, end, filters, path_id, columns)
-    pieces = workers * WINDOWS_PER_WORKER
-    step = (last - first) / pieces
-    edges: List[Optional[datetime]] = [first + step * i for i in range(pieces)]
-    edges[0] = start  # keep the caller's own lower bound (None reads from the very beginning)
+    pieces = workers * WINDOWS_PER_WORKER if last > boundary else 1
+    step = (last - boundary) / pieces
+    edges: List[Optional[datetime]] = [boundary + step * i for i in range(pieces)]
     edges.append(end)  # open-ended unless an end was asked for: rows dated in the future still load
-    producers = [
+    windows = [
         functools.partial(_read_window, client, stream, low, high, filters, path_id, columns)
         for low, high in zip(edges, edges[1:])
     ]
-    return interleave(producers, workers)
-
-
-def _oldest_cursor_value(
-    client: KlaviyoClient, stream: Stream, filters: Sequence[str], path_id: Optional[str]
-) -> Optional[datetime]:
-    params = {**stream.params, "sort": stream.cursor or ""}
-    if filters:
-        params["filter"] = ",".join(filters)
-    for page in client.paginate(stream.endpoint, params, path_id, page_size=1):
-        return to_row(page.data[0], stream.cursor)[stream.cursor or ""] if page.data else None
-    return None
+    for rows in interleave(windows, workers):
+        yield [row for row in rows if row[stream.cursor] != boundary or row["id"] not in seen]
 
 
 def _stream_rows(
@@ -527,26 +514,12 @@ def _member_rows(client: KlaviyoClient, table: str, workers: int) -> Iterator[TD
 
 
 def _members_of(client: KlaviyoClient, table: str, parent_id: str, workers: int) -> Iterator[List[TDataItem]]:
-    """One list's (segment's) members; past the first page the rest is read in parallel windows."""
+    """One list's (segment's) members, a long list read in parallel windows on `joined_group_at`."""
     parent, key = MEMBERSHIPS[table]
-    stream, columns = STREAMS[table], {key: parent_id}
     try:
-        pages = _read_window(client, stream, None, None, (), parent_id, columns)
-        head: List[TDataItem] = []
-        for rows in itertools.islice(pages, PAGES_BEFORE_WINDOWS):
-            head.extend(rows)
-            yield rows
-        full = PAGES_BEFORE_WINDOWS * (ENDPOINTS[stream.endpoint].page_size or 0)
-        if workers <= 1 or len(head) < full:
-            yield from pages  # a small list: nothing left, or not worth the windows
-            return
-        pages.close()
-        # the rest, from the last `joined_group_at` read so far; rows at that instant already read
-        # are dropped, since this is a full snapshot with no merge to dedupe them
-        boundary = head[-1]["joined_group_at"]
-        seen = {row["id"] for row in head if row["joined_group_at"] == boundary}
-        for rows in _read_windows(client, stream, boundary, None, workers, (), parent_id, columns):
-            yield [row for row in rows if row["joined_group_at"] != boundary or row["id"] not in seen]
+        yield from _read_split(
+            client, STREAMS[table], None, workers, path_id=parent_id, columns={key: parent_id}
+        )
     except KlaviyoNotFound:
         logger.warning(f"{parent[:-1]} {parent_id} was deleted while loading; its members are skipped")
 

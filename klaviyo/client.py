@@ -127,10 +127,11 @@ class RateLimiter:
 
 
 class RequestStats:
-    """Counters for the end-of-run summary and for tests."""
+    """Counters for the end-of-run summary and for tests; each also counts into `parent`."""
 
-    def __init__(self) -> None:
+    def __init__(self, parent: Optional["RequestStats"] = None) -> None:
         self._lock = threading.Lock()
+        self._parent = parent
         self.requests = 0
         self.throttled = 0  # 429 answers
         self.retried = 0  # 5xx, network errors, malformed bodies
@@ -141,6 +142,18 @@ class RequestStats:
         with self._lock:
             for name, delta in deltas.items():
                 setattr(self, name, getattr(self, name) + delta)
+        if self._parent is not None:
+            self._parent.add(**deltas)
+
+    def snapshot(self) -> Dict[str, float]:
+        with self._lock:
+            return {name: getattr(self, name) for name in STAT_NAMES}
+
+
+STAT_NAMES = ("requests", "throttled", "retried", "throttle_wait", "limiter_wait")
+
+# Every client's requests in this process: the pipeline script prints them after a run.
+PROCESS_STATS = RequestStats()
 
 
 def _compile_template(path: str) -> "re.Pattern[str]":
@@ -330,7 +343,7 @@ class KlaviyoClient:
         self._api_key = api_key
         self._retry = retry or RetryPolicy.from_dlt_config()
         self._local = threading.local()
-        self.stats = RequestStats()
+        self.stats = RequestStats(parent=PROCESS_STATS)
         # one limiter per endpoint, shared by every thread's session
         self.limiters = {
             e.path: RateLimiter(e.burst_per_second, e.steady_per_minute) for e in ENDPOINTS.values()
