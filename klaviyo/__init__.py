@@ -29,6 +29,7 @@ from typing import (
     Mapping,
     Optional,
     Sequence,
+    Set,
     Tuple,
 )
 
@@ -59,6 +60,7 @@ from .settings import (
     DEFAULT_WORKERS,
     ENDPOINTS,
     KLAVIYO_INTEGRATION_KEY,
+    MEMBER_IDS_ENDPOINTS,
     METRIC_TABLES,
     REPORT_MAX_DAYS,
     REPORT_STATISTICS,
@@ -103,6 +105,7 @@ def klaviyo_source(
     max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
     workers: int = DEFAULT_WORKERS,
     conversion_metric: str = DEFAULT_CONVERSION_METRIC,
+    membership: str = "snapshot",
 ) -> List[DltResource]:
     """Klaviyo account data, one resource per table.
 
@@ -124,6 +127,9 @@ def klaviyo_source(
         max_retry_after: A 429 asking to wait longer than this many seconds fails the run instead of
             sleeping (Klaviyo's daily quotas answer with waits of hours).
         conversion_metric: The metric the report tables count as conversions ("Placed Order").
+        membership: "snapshot" (default) replaces list_members and segment_members each run;
+            "incremental" adds new joins and marks members who left with `removed_at` (it reads
+            the table back from the destination, so it needs a SQL destination).
         workers: Requests each table may have in flight at once. Klaviyo's per-endpoint rate limits
             are enforced on our side whatever this is, so raising it does not cause 429s.
 
@@ -145,6 +151,8 @@ def klaviyo_source(
         raise ValueError(f"lookback_seconds={lookback_seconds!r} must be a number of seconds >= 0.")
     if not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers={workers!r} must be a whole number >= 1.")
+    if membership not in ("snapshot", "incremental"):
+        raise ValueError(f"membership={membership!r} must be 'snapshot' or 'incremental'.")
     client = KlaviyoClient(api_key.strip(), base_url, revision, RetryPolicy.from_dlt_config(max_retry_after))
     metric_tables = dict(METRIC_TABLES)
     for name in extra_metrics:
@@ -175,7 +183,7 @@ def klaviyo_source(
         _resource("profiles", _stream_rows, client, "profiles", window("updated"), workers),
         _resource("global_exclusions", _global_exclusion_rows, client),
         _resource("lists", _stream_rows, client, "lists", window("updated")),
-        _resource("list_members", _member_rows, client, "list_members", workers),
+        _members("list_members", client, workers, membership),
         campaigns,
         _resource("metrics", _stream_rows, client, "metrics", None),
     ]
@@ -197,7 +205,7 @@ def klaviyo_source(
     optional = [
         _resource("events", _stream_rows, client, "events", window("datetime", lookback_seconds), workers),
         _resource("segments", _stream_rows, client, "segments", window("updated")),
-        _resource("segment_members", _member_rows, client, "segment_members", workers),
+        _members("segment_members", client, workers, membership),
         _children(campaigns, "campaign_messages", "campaign_id", client, workers),
         flows,
         flow_actions,
@@ -248,6 +256,15 @@ def _report(table: str, *args: Any) -> DltResource:
         columns={**key_columns, **{s: {"data_type": "double"} for s in REPORT_STATISTICS}},
         parallelized=True,
     )(table, *args)
+
+
+def _members(table: str, client: KlaviyoClient, workers: int, membership: str) -> DltResource:
+    resource = _resource(table, _member_rows, client, table, workers, membership)
+    if membership == "incremental":
+        resource.apply_hints(
+            write_disposition="merge", columns={"removed_at": {"data_type": "timestamp", "nullable": True}}
+        )
+    return resource
 
 
 def _children(
@@ -435,7 +452,7 @@ def _read_split(
     edges.append(end)  # open-ended unless an end was asked for: rows dated in the future still load
     windows = [
         functools.partial(_read_window, client, stream, low, high, filters, path_id, columns)
-        for low, high in zip(edges, edges[1:])
+        for low, high in itertools.pairwise(edges)
     ]
     for rows in interleave(windows, workers):
         yield [row for row in rows if row[stream.cursor] != boundary or row["id"] not in seen]
@@ -499,18 +516,108 @@ MEMBERSHIPS: Dict[str, Tuple[str, str]] = {
 }
 
 
-def _member_rows(client: KlaviyoClient, table: str, workers: int) -> Iterator[TDataItem]:
-    """Every member of every list (segment): the profile's columns, the parent's id, `joined_group_at`."""
+def _member_rows(client: KlaviyoClient, table: str, workers: int, membership: str) -> Iterator[TDataItem]:
+    """Every member of every list (segment): the profile's columns, the parent's id, `joined_group_at`.
+
+    membership="snapshot" replaces the table each run. membership="incremental" reads only the
+    members who joined since the last run, then compares the ids of every current member (the
+    ids-only endpoint) with the table, and marks those who left with `removed_at`.
+    """
     yield dlt.mark.materialize_table_schema()
-    parent, _ = MEMBERSHIPS[table]
+    parent, key = MEMBERSHIPS[table]
     parents = [
         item["id"]
         for page in client.paginate(parent, {f"fields[{parent[:-1]}]": "name"})
         for item in page.data
     ]
-    yield from interleave(
-        [functools.partial(_members_of, client, table, p, workers) for p in parents], workers
-    )
+    if membership == "snapshot":
+        reads = [functools.partial(_members_of, client, table, p, workers) for p in parents]
+        yield from interleave(reads, workers)
+        return
+    joined_since: Dict[str, str] = dlt.current.resource_state().setdefault("joined_since", {})
+    now = datetime.now(timezone.utc)
+    reads = [
+        functools.partial(_members_joined, client, table, p, workers, joined_since, now) for p in parents
+    ]
+    yield from interleave(reads, workers)
+    yield from _members_who_left(client, table, parents, workers, now)
+
+
+def _members_joined(
+    client: KlaviyoClient,
+    table: str,
+    parent_id: str,
+    workers: int,
+    joined_since: Dict[str, str],
+    now: datetime,
+) -> Iterator[List[TDataItem]]:
+    """Members who joined since the last run; the state moves on only with the run's load."""
+    parent, key = MEMBERSHIPS[table]
+    since = joined_since.get(parent_id)
+    filters = [f"greater-or-equal(joined_group_at,{since})"] if since else []
+    latest: Optional[datetime] = None
+    try:
+        for rows in _read_split(client, STREAMS[table], None, workers, filters, parent_id, {key: parent_id}):
+            for row in rows:
+                row["removed_at"] = None
+                latest = max(latest or row["joined_group_at"], row["joined_group_at"])
+            yield rows
+    except KlaviyoNotFound:
+        return  # deleted mid-run: _members_who_left marks its members
+    if latest is not None:
+        joined_since[parent_id] = _filter_time(min(latest, now))
+
+
+def _members_who_left(
+    client: KlaviyoClient, table: str, parents: List[str], workers: int, now: datetime
+) -> Iterator[List[TDataItem]]:
+    """Rows of members no longer in their list (or whose list is gone), re-emitted with `removed_at`."""
+    parent, key = MEMBERSHIPS[table]
+    loaded = _current_rows_in_destination(table)
+    if loaded is None:
+        return
+    current = dict(interleave([functools.partial(_member_ids, client, table, p) for p in parents], workers))
+    left = [
+        {**row, "removed_at": now}
+        for row in loaded
+        if row["id"] not in current.get(row[key], _GONE) and row.get("joined_group_at") is not None
+    ]
+    for start in range(0, len(left), 1000):
+        yield left[start : start + 1000]
+
+
+_GONE: Set[str] = set()
+
+
+def _member_ids(client: KlaviyoClient, table: str, parent_id: str) -> Iterator[Tuple[str, Set[str]]]:
+    endpoint = MEMBER_IDS_ENDPOINTS[table]
+    ids: Set[str] = set()
+    try:
+        for page in client.paginate(endpoint, path_id=parent_id):
+            ids.update(item["id"] for item in page.data)
+    except KlaviyoNotFound:
+        return  # the list is gone: all its members count as left
+    yield parent_id, ids
+
+
+def _current_rows_in_destination(table: str) -> Optional[List[Dict[str, Any]]]:
+    """Rows the destination holds as current members; None where it cannot be read (first run,
+    or a destination without SQL, where leavers cannot be detected)."""
+    try:
+        with (
+            dlt.current.pipeline().sql_client() as sql,
+            sql.execute_query(f"select * from {sql.make_qualified_table_name(table)}") as cursor,
+        ):
+            names = [d[0] for d in cursor.description]
+            rows = [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
+    except Exception as exc:  # no table yet, or no SQL client for this destination
+        logger.info(f"{table}: no loaded members to compare with ({type(exc).__name__})")
+        return None
+    return [
+        {name: value for name, value in row.items() if not name.startswith("_dlt")}
+        for row in rows
+        if row.get("removed_at") is None
+    ]
 
 
 def _members_of(client: KlaviyoClient, table: str, parent_id: str, workers: int) -> Iterator[List[TDataItem]]:

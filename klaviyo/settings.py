@@ -46,6 +46,8 @@ ENDPOINTS: Dict[str, Endpoint] = {
     "campaign_messages": Endpoint("campaigns/{id}/campaign-messages", None, 10, 150),
     "segments": Endpoint("segments", 10, 75, 750),
     "segment_profiles": Endpoint("segments/{id}/profiles", 100, 75, 750),
+    "list_profile_ids": Endpoint("lists/{id}/relationships/profiles", 100, 75, 750),
+    "segment_profile_ids": Endpoint("segments/{id}/relationships/profiles", 100, 75, 750),
     "flows": Endpoint("flows", 50, 3, 60),
     "flow_actions": Endpoint("flows/{id}/flow-actions", 50, 3, 60),
     "flow_messages": Endpoint("flow-actions/{id}/flow-messages", 50, 3, 60),
@@ -191,6 +193,9 @@ DEFAULT_CONVERSION_METRIC = "Placed Order"
 REPORT_MAX_DAYS = 365  # values reports cover at most a year
 # daily series allow 60 days per request; Klaviyo rounds the end up to the end of its hour
 SERIES_WINDOW_DAYS = 59
+
+# the ids-only endpoint that reconciles each membership table
+MEMBER_IDS_ENDPOINTS = {"list_members": "list_profile_ids", "segment_members": "segment_profile_ids"}
 
 # coupon ids per coupon-codes request (an `any(coupon.id,[...])` list)
 COUPONS_PER_REQUEST = 50

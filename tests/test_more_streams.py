@@ -190,3 +190,49 @@ def test_a_spent_daily_report_budget_skips_the_report_and_loads_the_rest(
     counts = table_counts(pipeline)
     assert counts["campaign_values_report"] == 0 and counts["metrics"] == len(emulator.account.metrics)
     assert any("budget" in r.getMessage() for r in caplog.records)
+
+
+def test_incremental_membership_adds_joins_and_marks_who_left(emulator: Any, pipeline: dlt.Pipeline) -> None:
+    account = emulator.account
+    list_id = max(account.list_ids(), key=lambda i: len(account.list_members(i)))
+    source = lambda: source_for(emulator, membership="incremental").with_resources("list_members")  # noqa: E731
+    pipeline.run(source())
+    first = table_counts(pipeline)["list_members"]
+    assert first == sum(len(account.list_members(i)) for i in account.list_ids())
+
+    leaver = sorted(account.list_members(list_id))[0]
+    small = min(
+        (i for i in account.list_ids() if account.list_members(i)), key=lambda i: len(account.list_members(i))
+    )
+    joiner = sorted(account.profile_ids() - set(account.list_members(small)))[0]
+    account.remove_list_member(list_id, leaver)
+    account.add_list_member(small, joiner, joined_at=account.now + timedelta(hours=1))
+    emulator.clear_log()
+    pipeline.run(source())
+
+    with pipeline.sql_client() as client:
+        removed = client.execute_sql(
+            "select id, email, removed_at from list_members where list_id = %s and removed_at is not null",
+            list_id,
+        )
+        current = {
+            r[0]
+            for r in client.execute_sql(
+                "select id from list_members where list_id = %s and removed_at is null", list_id
+            )
+        }
+    assert [r[0] for r in removed] == [leaver] and removed[0][1] == account.profile(leaver)["email"]
+    assert current == set(account.list_members(list_id))
+    assert joiner in set(
+        column_values(pipeline, f"list_members where removed_at is null and list_id = '{small}'")
+    )
+    # the second run read only new joins in full (each list from its last join on, so one boundary
+    # row per non-empty list comes again), and compared the rest through the ids-only endpoint
+    full_reads = [e for e in emulator.request_log if e.operation_id == "get_profiles_for_list"]
+    since_last_join = [
+        e for e in full_reads if "greater-or-equal(joined_group_at," in e.query.get("filter", "")
+    ]
+    non_empty = [i for i in account.list_ids() if account.list_members(i)]
+    assert len(since_last_join) == len(non_empty)  # the empty list has no last join: it is read whole
+    assert sum(e.records for e in full_reads) == len(non_empty) + 1  # + the joiner
+    assert {e.operation_id for e in emulator.request_log} >= {"get_profile_ids_for_list"}
