@@ -113,7 +113,12 @@ _METRIC_WEIGHTS: list[tuple[str, str, int]] = [
 
 
 class Account:
-    """In-memory Klaviyo account. All public methods are thread-safe."""
+    """In-memory Klaviyo account. All public methods are thread-safe.
+
+    Every mutation bumps :attr:`version`; the server caches sorted paging indexes per version. Code
+    that edits records in place (``account.profiles_by_id[pid]["updated"] = ...``) must call
+    :meth:`bump` afterwards, or large collections may be paged in their old order.
+    """
 
     def __init__(self, spec: AccountSpec | None = None) -> None:
         self.spec = spec or AccountSpec()
@@ -129,6 +134,7 @@ class Account:
         self.event_index: list[tuple[int, str]] = []  # sorted (timestamp, id)
         self.metric_index: dict[str, list[tuple[int, str]]] = {}
         self.event_fragments: dict[str, dict[str, str]] = {}  # base url -> event id -> JSON
+        self.page_indexes: dict[tuple[Any, ...], Any] = {}  # server's sorted paging indexes
         self.profiles_by_id: dict[str, dict[str, Any]] = {}
         self.lists_by_id: dict[str, dict[str, Any]] = {}
         self.segments_by_id: dict[str, dict[str, Any]] = {}
@@ -722,6 +728,11 @@ class Account:
 
     def _bump(self) -> None:
         self.version += 1
+
+    def bump(self) -> None:
+        """Mark the account as changed (after editing records in place)."""
+        with self.lock:
+            self._bump()
 
     # -------------------------------------------------------- ground truth
     @property

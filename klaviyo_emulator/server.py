@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
@@ -176,22 +177,79 @@ def _child(mapping: str, key: str) -> Callable[[Account, str | None], list[R.Rec
     return src
 
 
-def _members(mapping: str) -> Callable[[Account, str | None], list[R.Record]]:
-    def src(acc: Account, pid: str | None) -> list[R.Record]:
-        group = getattr(acc, mapping).get(pid or "")
+@dataclass
+class _Live:
+    """Random access to the current records of a (possibly large) collection, for indexed paging."""
+
+    key: tuple[Any, ...]  # names the collection in the account's index cache
+    stamp: tuple[int, ...]  # changes whenever the collection may have changed
+    size: int
+    get: Callable[[str], R.Record | None]  # id -> record as the source would return it, None if gone
+
+
+class _IndexableSource:
+    """A data source whose records can also be fetched one by one by id (see :func:`page_generic`)."""
+
+    def __call__(self, acc: Account, pid: str | None) -> list[R.Record]:  # pragma: no cover
+        raise NotImplementedError
+
+    def live(self, acc: Account, pid: str | None) -> _Live:  # pragma: no cover
+        raise NotImplementedError
+
+
+class _All(_IndexableSource):
+    """Every record of an ``acc.<mapping>`` table."""
+
+    def __init__(self, mapping: str) -> None:
+        self.mapping = mapping
+
+    def __call__(self, acc: Account, pid: str | None) -> list[R.Record]:
+        return list(getattr(acc, self.mapping).values())
+
+    def live(self, acc: Account, pid: str | None) -> _Live:
+        table: dict[str, R.Record] = getattr(acc, self.mapping)
+        return _Live(("all", self.mapping), (acc.version, len(table)), len(table), table.get)
+
+
+class _Members(_IndexableSource):
+    """The member profiles of a list/segment, each a copy with its ``joined_group_at``."""
+
+    def __init__(self, mapping: str) -> None:
+        self.mapping = mapping
+
+    def _group(self, acc: Account, pid: str | None) -> dict[str, Any]:
+        group: dict[str, Any] | None = getattr(acc, self.mapping).get(pid or "")
         if group is None:
             raise R.NotFound(pid)
+        return group
+
+    def __call__(self, acc: Account, pid: str | None) -> list[R.Record]:
+        group = self._group(acc, pid)
         return [
             dict(acc.profiles_by_id[p], joined_group_at=j)
             for p, j in group["members"].items()
             if p in acc.profiles_by_id
         ]
 
-    return src
+    def live(self, acc: Account, pid: str | None) -> _Live:
+        members: dict[str, Any] = self._group(acc, pid)["members"]
+        profiles = acc.profiles_by_id
+
+        def get(rid: str) -> R.Record | None:
+            if rid not in members or rid not in profiles:
+                return None
+            return dict(profiles[rid], joined_group_at=members[rid])
+
+        stamp = (acc.version, len(members), len(profiles))
+        return _Live(("members", self.mapping, pid), stamp, len(members), get)
 
 
-def _all(mapping: str) -> Callable[[Account, str | None], list[R.Record]]:
-    return lambda acc, pid: list(getattr(acc, mapping).values())
+def _members(mapping: str) -> _Members:
+    return _Members(mapping)
+
+
+def _all(mapping: str) -> _All:
+    return _All(mapping)
 
 
 def _one(mapping: str) -> Callable[[Account, str | None], list[R.Record]]:
@@ -489,9 +547,37 @@ def _keyed(
     return [(R.sort_value(handler.getter(r, field_name)), r["id"], r) for r in records]
 
 
+# Collections with at least this many records are paged through a cached sorted index (below it,
+# the whole collection is filtered and sorted per request, which is cheap for small tables).
+INDEX_MIN_RECORDS = 1000
+
+
+@dataclass
+class _SortIndex:
+    """One collection's records in ascending (sort value, id) order, valid for one ``stamp``."""
+
+    stamp: tuple[int, ...]
+    keys: list[tuple[tuple[Any, ...], str]]
+    # every value of the sort field is an aware datetime or None: datetime range filters on the
+    # sort field can be bisected (sort_value is monotonic in the datetime)
+    datetimes: bool
+
+
 def page_generic(
     acc: Account, handler: Handler, q: Query, parent: str | None
 ) -> tuple[list[R.Record], tuple[Any, ...] | None]:
+    src = handler.source
+    if q.page_size is not None and isinstance(src, _IndexableSource):
+        live = src.live(acc, parent)
+        if live.size >= INDEX_MIN_RECORDS:
+            return _page_indexed(acc, handler, q, parent, live)
+    return page_full(acc, handler, q, parent)
+
+
+def page_full(
+    acc: Account, handler: Handler, q: Query, parent: str | None
+) -> tuple[list[R.Record], tuple[Any, ...] | None]:
+    """Filter and sort the whole collection, then cut out the page (the reference behaviour)."""
     records = handler.source(acc, parent)
     if q.conditions:
         records = [
@@ -522,6 +608,76 @@ def page_generic(
     if q.page_size is not None and start + size < len(keyed) and chunk:
         nxt = (chunk[-1][0], chunk[-1][1])
     return [t[2] for t in chunk], nxt
+
+
+def _sort_index(
+    acc: Account, handler: Handler, parent: str | None, field_name: str, live: _Live
+) -> _SortIndex:
+    cache_key = (*live.key, handler.getter, field_name)
+    idx: _SortIndex | None = acc.page_indexes.get(cache_key)
+    if idx is not None and idx.stamp == live.stamp:
+        return idx
+    records = handler.source(acc, parent)
+    keyed = _keyed(records, handler, field_name)
+    keys = sorted((t[0], t[1]) for t in keyed)
+    datetimes = field_name != "id" and all(
+        v is None or (isinstance(v, datetime) and v.tzinfo is not None)
+        for v in (handler.getter(r, field_name) for r in records)
+    )
+    idx = _SortIndex(live.stamp, keys, datetimes)
+    acc.page_indexes[cache_key] = idx
+    return idx
+
+
+def _page_indexed(
+    acc: Account, handler: Handler, q: Query, parent: str | None, live: _Live
+) -> tuple[list[R.Record], tuple[Any, ...] | None]:
+    """Same result as :func:`page_full`, in O(page + log n) for a range on the sort field.
+
+    Resume from the cursor by bisection in the cached index, narrow datetime range filters on the
+    sort field by bisection too, and evaluate every condition (on the live record) only while
+    walking forward until the page, plus one more match for ``next``, is found.
+    """
+    field_name = (q.sort or handler.default_sort or "id").lstrip("-")
+    desc = bool(q.sort and q.sort.startswith("-"))
+    idx = _sort_index(acc, handler, parent, field_name, live)
+    keys = idx.keys
+    start, end = 0, len(keys)
+    if idx.datetimes:
+        for c in q.conditions:
+            if c.field != field_name or c.is_list or not isinstance(c.value, datetime):
+                continue
+            bound = R.sort_value(c.value)
+            if c.op in ("greater-than", "greater-or-equal"):
+                start = max(start, bisect.bisect_left(keys, (bound,)))
+            elif c.op in ("less-than", "less-or-equal"):
+                end = min(end, bisect.bisect_left(keys, ((bound[0], bound[1] + 1),)))
+            elif c.op == "equals":
+                start = max(start, bisect.bisect_left(keys, (bound,)))
+                end = min(end, bisect.bisect_left(keys, ((bound[0], bound[1] + 1),)))
+    if q.cursor is not None:
+        ck = (q.cursor[1], q.cursor[2])
+        if desc:
+            end = min(end, bisect.bisect_left(keys, ck))
+        else:
+            start = max(start, bisect.bisect_right(keys, ck))
+    size = q.page_size or 0
+    getter = handler.getter
+    out: list[R.Record] = []
+    last: tuple[tuple[Any, ...], str] | None = None
+    more = False
+    for i in range(end - 1, start - 1, -1) if desc else range(start, end):
+        rec = live.get(keys[i][1])
+        if rec is None:
+            continue
+        if q.conditions and not all(matches(c, functools.partial(getter, rec)) for c in q.conditions):
+            continue
+        if len(out) == size:
+            more = True
+            break
+        out.append(rec)
+        last = keys[i]
+    return out, (last if more else None)
 
 
 _RANGE_OPS = {"greater-than", "greater-or-equal", "less-than", "less-or-equal"}
