@@ -133,7 +133,8 @@ class Account:
         self.events_by_id: dict[str, dict[str, Any]] = {}
         self.event_index: list[tuple[int, str]] = []  # sorted (timestamp, id)
         self.metric_index: dict[str, list[tuple[int, str]]] = {}
-        self.event_fragments: dict[str, dict[str, str]] = {}  # base url -> event id -> JSON
+        # (base url, with attribution ids) -> (account version, event id -> JSON)
+        self.event_fragments: dict[tuple[str, bool], tuple[int, dict[str, str]]] = {}
         self.page_indexes: dict[tuple[Any, ...], Any] = {}  # server's sorted paging indexes
         self.profiles_by_id: dict[str, dict[str, Any]] = {}
         self.lists_by_id: dict[str, dict[str, Any]] = {}

@@ -891,14 +891,15 @@ class Emulator:
             except R.NotFound:
                 raise not_found(f"A resource with id '{parent}' was not found.") from None
             ctx = q.ctx
-            fast = (
-                op.operation_id == "get_events"
-                and "event" not in ctx.fields
-                and "attributions" not in ctx.include
-            )
+            fast = op.operation_id == "get_events" and "event" not in ctx.fields
             if fast:
-                # per-base cache of each event's final JSON fragment (links already absolute)
-                frags = acc.event_fragments.setdefault(base, {})
+                # cache of each event's final JSON fragment (links already absolute) per base URL and
+                # per shape (attribution ids listed or not), dropped whenever the account changes
+                shape = (base, "attributions" in ctx.include)
+                version, frags = acc.event_fragments.get(shape, (None, {}))
+                if version != acc.version:
+                    frags = {}
+                    acc.event_fragments[shape] = (acc.version, frags)
                 parts = []
                 for ev in records:
                     frag = frags.get(ev["id"])
@@ -917,7 +918,7 @@ class Emulator:
                     data_json = json.dumps(docs, separators=(",", ":"))
             included_json = None
             if ctx.include:
-                seen: set[tuple[str, str]] = set()
+                seen: set[tuple[Any, str]] = set()
                 inc_docs: list[dict[str, Any]] = []
                 inc_ctx = R.Ctx(fields=ctx.fields)
                 for r in records:
@@ -926,11 +927,10 @@ class Emulator:
                         if fn is None:
                             continue
                         for ser, rec in fn(acc, r):
-                            doc = ser(acc, rec, inc_ctx)
-                            key = (doc["type"], doc["id"])
+                            key = (ser, rec["id"])  # a serializer makes one type: no need to build the doc
                             if key not in seen:
                                 seen.add(key)
-                                inc_docs.append(doc)
+                                inc_docs.append(ser(acc, rec, inc_ctx))
                 included_json = json.dumps(inc_docs, separators=(",", ":"))
         self_url = base + path[len("/api") :] + (("?" + raw_query) if raw_query else "")
         links: dict[str, Any] = {"self": self_url}
