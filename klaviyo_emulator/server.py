@@ -655,29 +655,44 @@ def _page_indexed(
             elif c.op == "equals":
                 start = max(start, bisect.bisect_left(keys, (bound,)))
                 end = min(end, bisect.bisect_left(keys, ((bound[0], bound[1] + 1),)))
-    if q.cursor is not None:
-        ck = (q.cursor[1], q.cursor[2])
+    cursor_key = (q.cursor[1], q.cursor[2]) if q.cursor is not None else None
+    return _take_page(
+        keys, start, end, desc, cursor_key, q.page_size or 0, live.get, q.conditions, handler.getter
+    )
+
+
+def _take_page(
+    keys: list[Any],
+    start: int,
+    end: int,
+    desc: bool,
+    cursor_key: Any | None,
+    size: int,
+    fetch: Callable[[str], R.Record | None],
+    conditions: list[Condition],
+    getter: Callable[[R.Record, str], Any],
+) -> tuple[list[R.Record], Any | None]:
+    """One page from ``keys[start:end]`` (sorted ``(sort key, id)`` pairs; walked backwards when
+    ``desc``), resuming after ``cursor_key``: the records matching every condition, and the key of the
+    page's last record when another match follows (``None`` on the last page)."""
+    if cursor_key is not None:
         if desc:
-            end = min(end, bisect.bisect_left(keys, ck))
+            end = min(end, bisect.bisect_left(keys, cursor_key))
         else:
-            start = max(start, bisect.bisect_right(keys, ck))
-    size = q.page_size or 0
-    getter = handler.getter
+            start = max(start, bisect.bisect_right(keys, cursor_key))
     out: list[R.Record] = []
-    last: tuple[tuple[Any, ...], str] | None = None
-    more = False
+    last: Any | None = None
     for i in range(end - 1, start - 1, -1) if desc else range(start, end):
-        rec = live.get(keys[i][1])
+        rec = fetch(keys[i][1])
         if rec is None:
             continue
-        if q.conditions and not all(matches(c, functools.partial(getter, rec)) for c in q.conditions):
+        if conditions and not all(matches(c, functools.partial(getter, rec)) for c in conditions):
             continue
         if len(out) == size:
-            more = True
-            break
+            return out, last
         out.append(rec)
         last = keys[i]
-    return out, (last if more else None)
+    return out, None
 
 
 _RANGE_OPS = {"greater-than", "greater-or-equal", "less-than", "less-or-equal"}
@@ -716,29 +731,11 @@ def page_events(acc: Account, q: Query) -> tuple[list[R.Record], tuple[Any, ...]
     start = bisect.bisect_left(index, lo)
     end = bisect.bisect_left(index, hi)
     desc = bool(q.sort and q.sort.startswith("-"))
-    if q.cursor is not None:
-        ck = (int(q.cursor[1][1]), q.cursor[2])
-        if desc:
-            end = min(end, bisect.bisect_left(index, ck))
-        else:
-            start = max(start, bisect.bisect_right(index, ck))
-    size = q.page_size or 200
-    events = acc.events_by_id
-    out: list[R.Record] = []
-    rng: Iterator[int] = iter(range(end - 1, start - 1, -1)) if desc else iter(range(start, end))
-    last_key: tuple[int, str] | None = None
-    more = False
-    for i in rng:
-        ev = events[index[i][1]]
-        if rest and not all(matches(c, functools.partial(R.get_event_field, ev)) for c in rest):
-            continue
-        if len(out) == size:
-            more = True
-            break
-        out.append(ev)
-        last_key = index[i]
-    nxt = ((1, last_key[0]), last_key[1]) if more and last_key else None
-    return out, nxt
+    cursor_key = (int(q.cursor[1][1]), q.cursor[2]) if q.cursor is not None else None
+    out, last_key = _take_page(
+        index, start, end, desc, cursor_key, q.page_size or 200, acc.events_by_id.get, rest, R.get_event_field
+    )
+    return out, (((1, last_key[0]), last_key[1]) if last_key else None)
 
 
 # --------------------------------------------------------------------------- the emulator
