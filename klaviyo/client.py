@@ -258,7 +258,7 @@ class KlaviyoSession(requests.Session):
                 elif status >= 500:
                     problem = f"HTTP {status}"
                 else:
-                    raise _client_error(described, response, self.revision)
+                    raise _client_error(described, response, self.revision, endpoint.scopes)
             attempt += 1
             if attempt >= self.retry.max_attempts:
                 raise KlaviyoUnavailable(
@@ -297,7 +297,9 @@ def _error_details(response: requests.Response) -> Tuple[str, Optional[str]]:
         return str(response.reason or "no detail"), None
 
 
-def _client_error(described: str, response: requests.Response, revision: str) -> KlaviyoError:
+def _client_error(
+    described: str, response: requests.Response, revision: str, scopes: Tuple[str, ...] = ()
+) -> KlaviyoError:
     status = response.status_code
     detail, parameter = _error_details(response)
     if status == 401:
@@ -307,10 +309,11 @@ def _client_error(described: str, response: requests.Response, revision: str) ->
             " key (pk_...) that has not been revoked."
         )
     if status == 403:
+        needed = " and ".join(scopes) or "the read scope of this stream"
         return KlaviyoAuthError(
-            f"{described}: the API key is not allowed to read this (HTTP 403: {detail}). Give the private"
-            " key the read scope this stream needs (e.g. profiles:read, lists:read, events:read,"
-            " metrics:read, campaigns:read) in Klaviyo's API key settings, or deselect the stream."
+            f"{described}: the API key is not allowed to read this (HTTP 403: {detail}). This endpoint"
+            f" needs the scope {needed}: add it to the private key in Klaviyo's API key settings, or"
+            " deselect the stream."
         )
     if status == 410 or (status == 404 and "revision" in detail.lower()):
         return KlaviyoRevisionError(

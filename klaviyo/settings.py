@@ -32,39 +32,44 @@ class Endpoint:
     page_size: Optional[int]  # the operation's maximum page[size]; None where it takes none
     burst_per_second: int
     steady_per_minute: int
+    scopes: Tuple[str, ...] = ()  # the API key's read scopes this operation needs (`x-klaviyo-scopes`)
 
 
 ENDPOINTS: Dict[str, Endpoint] = {
-    # name                 path                        page  burst/s steady/min
-    "accounts": Endpoint("accounts", None, 1, 15),
-    "metrics": Endpoint("metrics", None, 10, 150),
-    "events": Endpoint("events", 1000, 350, 3500),
-    "profiles": Endpoint("profiles", 100, 75, 750),
-    "lists": Endpoint("lists", 10, 75, 750),
-    "list_profiles": Endpoint("lists/{id}/profiles", 100, 75, 750),
-    "campaigns": Endpoint("campaigns", 100, 10, 150),
-    "campaign_messages": Endpoint("campaigns/{id}/campaign-messages", None, 10, 150),
-    "segments": Endpoint("segments", 10, 75, 750),
-    "segment_profiles": Endpoint("segments/{id}/profiles", 100, 75, 750),
-    "list_profile_ids": Endpoint("lists/{id}/relationships/profiles", 100, 75, 750),
-    "segment_profile_ids": Endpoint("segments/{id}/relationships/profiles", 100, 75, 750),
-    "flows": Endpoint("flows", 50, 3, 60),
-    "flow_actions": Endpoint("flows/{id}/flow-actions", 50, 3, 60),
-    "flow_messages": Endpoint("flow-actions/{id}/flow-messages", 50, 3, 60),
-    "templates": Endpoint("templates", 10, 75, 750),
-    "tags": Endpoint("tags", 50, 3, 60),
-    "tag_groups": Endpoint("tag-groups", 25, 3, 60),
-    "catalog_items": Endpoint("catalog-items", 100, 350, 3500),
-    "catalog_variants": Endpoint("catalog-variants", 100, 350, 3500),
-    "catalog_categories": Endpoint("catalog-categories", 100, 350, 3500),
-    "coupons": Endpoint("coupons", 100, 75, 750),
-    "coupon_codes": Endpoint("coupon-codes", 100, 350, 3500),
-    "forms": Endpoint("forms", 100, 3, 60),
-    "images": Endpoint("images", 100, 10, 150),
+    # name: path, maximum page size, burst/s, steady/min, read scopes (all from the spec)
+    "accounts": Endpoint("accounts", None, 1, 15, ("accounts:read",)),
+    "metrics": Endpoint("metrics", None, 10, 150, ("metrics:read",)),
+    "events": Endpoint("events", 1000, 350, 3500, ("events:read",)),
+    "profiles": Endpoint("profiles", 100, 75, 750, ("profiles:read",)),
+    "lists": Endpoint("lists", 10, 75, 750, ("lists:read",)),
+    "list_profiles": Endpoint("lists/{id}/profiles", 100, 75, 750, ("lists:read", "profiles:read")),
+    "campaigns": Endpoint("campaigns", 100, 10, 150, ("campaigns:read",)),
+    "campaign_messages": Endpoint("campaigns/{id}/campaign-messages", None, 10, 150, ("campaigns:read",)),
+    "segments": Endpoint("segments", 10, 75, 750, ("segments:read",)),
+    "segment_profiles": Endpoint("segments/{id}/profiles", 100, 75, 750, ("profiles:read", "segments:read")),
+    "list_profile_ids": Endpoint(
+        "lists/{id}/relationships/profiles", 100, 75, 750, ("lists:read", "profiles:read")
+    ),
+    "segment_profile_ids": Endpoint(
+        "segments/{id}/relationships/profiles", 100, 75, 750, ("profiles:read", "segments:read")
+    ),
+    "flows": Endpoint("flows", 50, 3, 60, ("flows:read",)),
+    "flow_actions": Endpoint("flows/{id}/flow-actions", 50, 3, 60, ("flows:read",)),
+    "flow_messages": Endpoint("flow-actions/{id}/flow-messages", 50, 3, 60, ("flows:read",)),
+    "templates": Endpoint("templates", 10, 75, 750, ("templates:read",)),
+    "tags": Endpoint("tags", 50, 3, 60, ("tags:read",)),
+    "tag_groups": Endpoint("tag-groups", 25, 3, 60, ("tags:read",)),
+    "catalog_items": Endpoint("catalog-items", 100, 350, 3500, ("catalogs:read",)),
+    "catalog_variants": Endpoint("catalog-variants", 100, 350, 3500, ("catalogs:read",)),
+    "catalog_categories": Endpoint("catalog-categories", 100, 350, 3500, ("catalogs:read",)),
+    "coupons": Endpoint("coupons", 100, 75, 750, ("coupons:read",)),
+    "coupon_codes": Endpoint("coupon-codes", 100, 350, 3500, ("coupon-codes:read",)),
+    "forms": Endpoint("forms", 100, 3, 60, ("forms:read",)),
+    "images": Endpoint("images", 100, 10, 150, ("images:read",)),
     # reporting API: also 225 a day, which Klaviyo enforces with a 429 of a very long Retry-After
-    "campaign_values_report": Endpoint("campaign-values-reports", None, 1, 2),
-    "flow_values_report": Endpoint("flow-values-reports", None, 1, 2),
-    "flow_series_report": Endpoint("flow-series-reports", None, 1, 2),
+    "campaign_values_report": Endpoint("campaign-values-reports", None, 1, 2, ("campaigns:read",)),
+    "flow_values_report": Endpoint("flow-values-reports", None, 1, 2, ("flows:read",)),
+    "flow_series_report": Endpoint("flow-series-reports", None, 1, 2, ("flows:read",)),
 }
 
 

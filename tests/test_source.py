@@ -1,7 +1,9 @@
 """The source against a seeded emulator account: every table equals the account's ground truth."""
 
+import json
 import re
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -9,8 +11,10 @@ import dlt
 import pytest
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from klaviyo.settings import METRIC_TABLES
+from klaviyo.settings import ENDPOINTS, METRIC_TABLES
 from tests.helpers import column_values, source_for, table_counts
+
+REPO = Path(__file__).resolve().parent.parent
 
 DEFAULT_TABLES = {
     "profiles",
@@ -231,12 +235,25 @@ def test_a_wrong_api_key_stops_the_run_with_an_error_naming_the_key(
     assert len(emulator.request_log) <= 5
 
 
-def test_a_key_missing_a_scope_names_the_scope_to_add(emulator: Any, pipeline: dlt.Pipeline) -> None:
-    emulator.config.denied_scopes = {"lists:read"}
+@pytest.mark.parametrize(
+    ("denied", "resource"), [("lists:read", "lists"), ("flows:read", "flows"), ("events:read", "click")]
+)
+def test_a_key_missing_a_scope_names_the_scope_to_add(
+    emulator: Any, pipeline: dlt.Pipeline, denied: str, resource: str
+) -> None:
+    emulator.config.denied_scopes = {denied}
     with pytest.raises(PipelineStepFailed) as failure:
-        pipeline.run(source_for(emulator).with_resources("lists"))
+        pipeline.run(source_for(emulator).with_resources(resource))
     message = str(failure.value)
-    assert "403" in message and "scope" in message
+    assert "403" in message and f"needs the scope {denied}" in message
+
+
+def test_every_endpoint_declares_the_scopes_of_klaviyos_spec() -> None:
+    spec = json.loads((REPO / "klaviyo_emulator" / "openapi-2026-07-15-subset.json").read_text())
+    for name, endpoint in ENDPOINTS.items():
+        operations = spec["paths"]["/api/" + endpoint.path]
+        declared = {tuple(op["x-klaviyo-scopes"]) for op in operations.values() if isinstance(op, dict)}
+        assert declared == {endpoint.scopes}, name
 
 
 def test_every_request_carries_the_pinned_revision_and_stays_under_base_url(
