@@ -298,7 +298,7 @@ def _error_details(response: requests.Response) -> Tuple[str, Optional[str]]:
 
 
 def _client_error(
-    described: str, response: requests.Response, revision: str, scopes: Tuple[str, ...] = ()
+    described: str, response: requests.Response, revision: str, scopes: Tuple[str, ...]
 ) -> KlaviyoError:
     status = response.status_code
     detail, parameter = _error_details(response)

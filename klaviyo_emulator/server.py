@@ -244,14 +244,6 @@ class _Members(_IndexableSource):
         return _Live(("members", self.mapping, pid), stamp, len(members), get)
 
 
-def _members(mapping: str) -> _Members:
-    return _Members(mapping)
-
-
-def _all(mapping: str) -> _All:
-    return _All(mapping)
-
-
 def _one(mapping: str) -> Callable[[Account, str | None], list[R.Record]]:
     def src(acc: Account, pid: str | None) -> list[R.Record]:
         rec = getattr(acc, mapping).get(pid or "")
@@ -324,7 +316,7 @@ HANDLERS: dict[str, Handler] = {
     "get_metrics": Handler(
         R.ser_metric,
         R.get_metric_field,
-        _all("metrics_by_id"),
+        _All("metrics_by_id"),
         includes={"flow-triggers": _inc_flows("trigger_metric_id")},
     ),
     "get_metric": Handler(
@@ -348,13 +340,13 @@ HANDLERS: dict[str, Handler] = {
     "get_profiles": Handler(
         R.ser_profile,
         R.get_profile_field,
-        _all("profiles_by_id"),
+        _All("profiles_by_id"),
         includes={"conversations": _none, "push-tokens": _none},
     ),
     "get_lists": Handler(
         R.ser_list,
         R.get_plain,
-        _all("lists_by_id"),
+        _All("lists_by_id"),
         includes={"tags": _TAG_INC, "flow-triggers": _inc_flows("trigger_list_id")},
     ),
     "get_list": Handler(
@@ -364,24 +356,24 @@ HANDLERS: dict[str, Handler] = {
         single=True,
         includes={"tags": _TAG_INC, "flow-triggers": _inc_flows("trigger_list_id")},
     ),
-    "get_profiles_for_list": Handler(R.ser_profile, R.get_profile_field, _members("lists_by_id")),
+    "get_profiles_for_list": Handler(R.ser_profile, R.get_profile_field, _Members("lists_by_id")),
     "get_profile_ids_for_list": Handler(
-        R.ser_relationship_profile, R.get_profile_field, _members("lists_by_id")
+        R.ser_relationship_profile, R.get_profile_field, _Members("lists_by_id")
     ),
     "get_segments": Handler(
         R.ser_segment,
         R.get_plain,
-        _all("segments_by_id"),
+        _All("segments_by_id"),
         includes={"tags": _TAG_INC, "flow-triggers": _none},
     ),
-    "get_profiles_for_segment": Handler(R.ser_profile, R.get_profile_field, _members("segments_by_id")),
+    "get_profiles_for_segment": Handler(R.ser_profile, R.get_profile_field, _Members("segments_by_id")),
     "get_profile_ids_for_segment": Handler(
-        R.ser_relationship_profile, R.get_profile_field, _members("segments_by_id")
+        R.ser_relationship_profile, R.get_profile_field, _Members("segments_by_id")
     ),
     "get_campaigns": Handler(
         R.ser_campaign,
         R.get_campaign_field,
-        _all("campaigns_by_id"),
+        _All("campaigns_by_id"),
         includes={
             "campaign-messages": _inc_ids(R.ser_campaign_message, "campaign_messages_by_id", "message_ids"),
             "tags": _TAG_INC,
@@ -401,7 +393,7 @@ HANDLERS: dict[str, Handler] = {
     "get_flows": Handler(
         R.ser_flow,
         R.get_plain,
-        _all("flows_by_id"),
+        _All("flows_by_id"),
         includes={
             "flow-actions": _inc_ids(R.ser_flow_action, "flow_actions_by_id", "action_ids"),
             "tags": _TAG_INC,
@@ -409,37 +401,37 @@ HANDLERS: dict[str, Handler] = {
     ),
     "get_actions_for_flow": Handler(R.ser_flow_action, R.get_plain, _flow_actions_src),
     "get_flow_action_messages": Handler(R.ser_flow_message, R.get_plain, _flow_messages_src),
-    "get_templates": Handler(R.ser_template, R.get_plain, _all("templates_by_id")),
+    "get_templates": Handler(R.ser_template, R.get_plain, _All("templates_by_id")),
     "get_tags": Handler(
         R.ser_tag,
         R.get_plain,
-        _all("tags_by_id"),
+        _All("tags_by_id"),
         includes={"tag-group": _inc_ids(R.ser_tag_group, "tag_groups_by_id", "tag_group_id")},
     ),
-    "get_tag_groups": Handler(R.ser_tag_group, R.get_plain, _all("tag_groups_by_id")),
+    "get_tag_groups": Handler(R.ser_tag_group, R.get_plain, _All("tag_groups_by_id")),
     "get_catalog_items": Handler(
         R.ser_catalog_item,
         R.get_catalog_field,
-        _all("catalog_items_by_id"),
+        _All("catalog_items_by_id"),
         includes={"variants": _inc_ids(R.ser_catalog_variant, "catalog_variants_by_id", "variant_ids")},
     ),
     "get_catalog_variants": Handler(
-        R.ser_catalog_variant, R.get_catalog_field, _all("catalog_variants_by_id")
+        R.ser_catalog_variant, R.get_catalog_field, _All("catalog_variants_by_id")
     ),
     "get_catalog_categories": Handler(
-        R.ser_catalog_category, R.get_catalog_field, _all("catalog_categories_by_id")
+        R.ser_catalog_category, R.get_catalog_field, _All("catalog_categories_by_id")
     ),
-    "get_coupons": Handler(R.ser_coupon, R.get_plain, _all("coupons_by_id")),
+    "get_coupons": Handler(R.ser_coupon, R.get_plain, _All("coupons_by_id")),
     "get_coupon_codes": Handler(
         R.ser_coupon_code,
         R.get_catalog_field,
-        _all("coupon_codes_by_id"),
+        _All("coupon_codes_by_id"),
         includes={"coupon": _inc_ids(R.ser_coupon, "coupons_by_id", "coupon_id")},
         required_filter_one_of=("coupon.id", "profile.id"),
     ),
-    "get_forms": Handler(R.ser_form, R.get_plain, _all("forms_by_id")),
+    "get_forms": Handler(R.ser_form, R.get_plain, _All("forms_by_id")),
     "get_versions_for_form": Handler(R.ser_form_version, R.get_plain, _form_versions_src),
-    "get_images": Handler(R.ser_image, R.get_plain, _all("images_by_id")),
+    "get_images": Handler(R.ser_image, R.get_plain, _All("images_by_id")),
 }
 
 
