@@ -269,6 +269,22 @@ def validate(conds: Iterable[Condition], allowed: dict[str, FilterField]) -> lis
     return out
 
 
+def first_future_datetime(conds: Iterable[Condition], now: datetime) -> tuple[Condition, datetime] | None:
+    """The first datetime value later than ``now`` in typed conditions, if any.
+
+    Klaviyo answers such a filter with 400 "End date may not be in the future: ..." whatever the
+    operator (seen for ``greater-than(updated_at, <future>)`` on /api/campaigns and
+    ``greater-than(datetime, <future>)`` on /api/events in public issue reports of other Klaviyo
+    connectors); its clock is the wall clock, not the account's history.
+    """
+    for c in conds:
+        values = c.value if c.is_list else [c.value]
+        for value in values:
+            if isinstance(value, datetime) and value > now:
+                return c, value
+    return None
+
+
 def _cmp(op: str, actual: Any, expected: Any) -> bool:
     if actual is None:
         return False

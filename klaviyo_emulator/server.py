@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
@@ -24,7 +24,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 from . import reports as REP
 from . import resources as R
 from .account import Account, AccountSpec
-from .filters import Condition, FilterError, matches, parse_filter, validate
+from .filters import Condition, FilterError, first_future_datetime, matches, parse_filter, validate
 from .ratelimit import RateLimiter
 from .spec import SPEC_REVISION, Operation, operations, post_operations
 
@@ -506,6 +506,13 @@ def parse_query(op: Operation, handler: Handler, params: dict[str, str]) -> Quer
             conditions = validate(parse_filter(params["filter"]), op.filters)
         except FilterError as exc:
             raise invalid(str(exc), "filter") from None
+        future = first_future_datetime(conditions, datetime.now(timezone.utc))
+        if future is not None:
+            cond, value = future
+            detail = f"End date may not be in the future: {value.astimezone(timezone.utc):%Y-%m-%dT%H:%M:%S}"
+            raise HTTPError(
+                400, error_body(400, "invalid", "Invalid input.", detail, {"pointer": cond.field})
+            )
     if handler.required_filter_one_of and not any(
         c.field in handler.required_filter_one_of for c in conditions
     ):

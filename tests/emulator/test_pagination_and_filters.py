@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -241,3 +241,36 @@ def test_trailing_slash_and_unknown_ids_and_paths(shared_emu: Emulator, http: re
     for path in ("/lists/NOPE/profiles", "/flows/NOPE/flow-actions", "/metrics/NOPE", "/unknown"):
         r = http.get(shared_emu.base_url + path)
         assert r.status_code == 404 and r.json()["errors"][0]["code"] == "not_found"
+
+
+@pytest.mark.parametrize(
+    ("path", "field", "condition"),
+    [
+        ("events", "datetime", "greater-than(datetime,{future})"),
+        ("events", "datetime", "less-than(datetime,{future})"),
+        ("profiles", "updated", "greater-than(updated,{future})"),
+        ("campaigns", "updated_at", "equals(messages.channel,'email'),greater-than(updated_at,{future})"),
+    ],
+)
+def test_a_filter_datetime_in_the_future_gets_klaviyos_400(
+    shared_emu: Emulator, http: requests.Session, path: str, field: str, condition: str
+) -> None:
+    future = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(minutes=5)
+    response = http.get(
+        f"{shared_emu.base_url}/{path}",
+        params={"filter": condition.format(future=future.strftime("%Y-%m-%dT%H:%M:%S+00:00"))},
+    )
+    assert response.status_code == 400
+    error = response.json()["errors"][0]
+    assert error["code"] == "invalid"
+    assert error["detail"] == f"End date may not be in the future: {future:%Y-%m-%dT%H:%M:%S}"
+    assert error["source"] == {"pointer": field}
+
+
+def test_a_filter_datetime_just_past_is_accepted(shared_emu: Emulator, http: requests.Session) -> None:
+    past = datetime.now(timezone.utc) - timedelta(seconds=2)
+    response = http.get(
+        f"{shared_emu.base_url}/events",
+        params={"filter": f"less-than(datetime,{past.strftime('%Y-%m-%dT%H:%M:%S+00:00')})"},
+    )
+    assert response.status_code == 200, response.text

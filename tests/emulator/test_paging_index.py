@@ -92,7 +92,8 @@ def _profile_cases(acc: Account) -> Iterator[dict[str, str]]:
         yield {"page[size]": "9", "sort": sort, "filter": f"greater-than(updated,{u2})"}
         yield {"page[size]": "9", "sort": sort, "filter": f"less-than(updated,{u1})"}
         yield {"page[size]": "50", "sort": sort, "filter": f"greater-than(created,{c1})"}
-        yield {"page[size]": "50", "sort": sort, "filter": "greater-than(updated,2100-01-01T00:00:00Z)"}
+        # after all of the account's data (it ends 2026-11-01) yet in the past: Klaviyo rejects future datetimes
+        yield {"page[size]": "50", "sort": sort, "filter": "greater-than(updated,2026-11-20T00:00:00Z)"}
     first = acc.profiles_by_id[sorted(acc.profiles_by_id)[3]]
     yield {"page[size]": "20", "sort": "updated", "filter": f"equals(email,'{first['email']}')"}
     yield {"filter": "equals(subscriptions.email.marketing.suppression.reason,'UNSUBSCRIBE')"}
