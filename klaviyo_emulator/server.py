@@ -508,10 +508,11 @@ def parse_query(op: Operation, handler: Handler, params: dict[str, str]) -> Quer
             raise invalid(str(exc), "filter") from None
         future = first_future_datetime(conditions, datetime.now(timezone.utc))
         if future is not None:
-            cond, value = future
-            detail = f"End date may not be in the future: {value.astimezone(timezone.utc):%Y-%m-%dT%H:%M:%S}"
+            future_cond, future_value = future
+            when = future_value.astimezone(timezone.utc)
+            detail = f"End date may not be in the future: {when:%Y-%m-%dT%H:%M:%S}"
             raise HTTPError(
-                400, error_body(400, "invalid", "Invalid input.", detail, {"pointer": cond.field})
+                400, error_body(400, "invalid", "Invalid input.", detail, {"pointer": future_cond.field})
             )
     if handler.required_filter_one_of and not any(
         c.field in handler.required_filter_one_of for c in conditions
