@@ -112,10 +112,11 @@ def klaviyo_source(
     Args:
         api_key: A Klaviyo private API key (`pk_...`) with read scopes. Resolved from
             `.dlt/secrets.toml` `[sources.klaviyo] api_key` or `SOURCES__KLAVIYO__API_KEY`.
-        start_date: Load only data updated (events: occurring) at or after this date. All history
-            when None.
-        end_date: Load only data before this date; a run with an end date does not move the
-            incremental state (use it for backfills).
+        start_date: Load only data updated (events: occurring) at or after this date, which must
+            be in the past. All history when None.
+        end_date: Load only data before this date (a date after now counts as now: Klaviyo refuses
+            filter dates in the future); a run with an end date does not move the incremental
+            state (use it for backfills).
         base_url: The API root; every request stays under it.
         revision: The Klaviyo API revision sent with every request.
         extra_metrics: Names of further metrics whose events each get a table named after the metric
@@ -143,8 +144,18 @@ def klaviyo_source(
             "api_key is empty: set a Klaviyo private API key in .dlt/secrets.toml under"
             " [sources.klaviyo] api_key, or in SOURCES__KLAVIYO__API_KEY."
         )
+    run_started = datetime.now(timezone.utc)
     start = _parse_date("start_date", start_date)
     end = _parse_date("end_date", end_date)
+    if start and start >= run_started:
+        raise ValueError(
+            f"start_date {start.isoformat()} is not in the past: Klaviyo has nothing to load from then on"
+            " and refuses filter dates later than now."
+        )
+    if end and end > run_started:
+        # Klaviyo answers a filter date later than now with 400 "End date may not be in the future"
+        logger.info(f"end_date {end.isoformat()} is in the future: loading up to now instead")
+        end = run_started
     if start and end and end <= start:
         raise ValueError(f"end_date {end.isoformat()} must be after start_date {start.isoformat()}.")
     if not isinstance(lookback_seconds, (int, float)) or lookback_seconds < 0:
@@ -158,7 +169,6 @@ def klaviyo_source(
     for name in extra_metrics:
         metric_tables.setdefault(_snake_case(name), (name,))
     catalog = MetricCatalog(client)
-    run_started = datetime.now(timezone.utc)
 
     def window(cursor: str, lookback: float = 0.0) -> Incremental[Any]:
         """The incremental on `cursor`; the next run starts no later than `lookback` before this one.
@@ -173,7 +183,8 @@ def klaviyo_source(
             cursor,
             initial_value=initial,
             end_value=end,
-            last_value_func=_capped_max(run_started - timedelta(seconds=lookback)),
+            # with an end dlt keeps no state, so there is nothing to cap (and dlt wants max(end) == end)
+            last_value_func=max if end else _capped_max(run_started - timedelta(seconds=lookback)),
             # with a lookback many rows share the boundary; merge on `id` dedupes them instead
             primary_key=() if lookback else None,
         )
@@ -438,15 +449,21 @@ def _read_split(
         head.extend(rows)
         yield rows
     full = PAGES_BEFORE_WINDOWS * (ENDPOINTS[stream.endpoint].page_size or 0)
-    if workers <= 1 or not stream.cursor or not stream.cursor_filter[1] or len(head) < full:
+    last = end or datetime.now(timezone.utc)
+    if (
+        workers <= 1
+        or not stream.cursor
+        or not stream.cursor_filter[1]
+        or len(head) < full
+        or head[-1][stream.cursor] >= last  # the rest is dated after now: Klaviyo refuses such filters
+    ):
         yield from pages  # nothing left, or not worth the windows
         return
     pages.close()
     # rows at the boundary instant that were already read are dropped: snapshots have no merge
     boundary = head[-1][stream.cursor]
     seen = {row["id"] for row in head if row[stream.cursor] == boundary}
-    last = end or datetime.now(timezone.utc)
-    pieces = workers * WINDOWS_PER_WORKER if last > boundary else 1
+    pieces = workers * WINDOWS_PER_WORKER
     step = (last - boundary) / pieces
     edges: List[Optional[datetime]] = [boundary + step * i for i in range(pieces)]
     edges.append(end)  # open-ended unless an end was asked for: rows dated in the future still load
