@@ -1,38 +1,69 @@
 """Loads a Klaviyo account into a dlt destination (DuckDB `klaviyo.duckdb` by default).
 
 python klaviyo_pipeline.py                      # the account whose key is in .dlt/secrets.toml
-python klaviyo_pipeline.py --demo               # a local emulated account, no Klaviyo key needed
+python klaviyo_pipeline.py --demo               # a local emulated account (in a clone of the repository)
 python klaviyo_pipeline.py --start-date 2024-01-01 --resources profiles,click
 python klaviyo_pipeline.py --full-refresh       # drop what was loaded and load it all again
+python klaviyo_pipeline.py --full-refresh --resources click   # drop and reload only `click`
 python klaviyo_pipeline.py --accounts brand_a,brand_b   # keys in [sources.klaviyo.accounts]
 
-Several accounts load one after the other, each with its own pipeline (`klaviyo_<account>`),
-state and dataset (`klaviyo_data_<account>`), so one account's failure is reported by name and
-leaves the others untouched.
+Everything is kept in the current folder: the DuckDB file `<pipeline name>.duckdb` and dlt's
+pipeline state under `.dlt/pipelines/` (so two clones or projects never share a pipeline); inspect
+it with `dlt pipeline --pipelines-dir .dlt/pipelines klaviyo info`. Several accounts load one after
+the other, each with its own pipeline (`klaviyo_<account>`), state and dataset
+(`klaviyo_data_<account>`) in `klaviyo_<account>.duckdb`, so one account's failure is reported by
+name and leaves the others untouched.
 """
 
 import argparse
 import contextlib
+import importlib.util
+import logging
+import os
+import shutil
 import sys
 import time
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, Any, Dict, Iterator, List, Mapping, Optional, TextIO, Tuple
 
 import dlt
+from dlt.common.runtime.collector import LogCollector
 
 from klaviyo import klaviyo_source
 from klaviyo.client import PROCESS_STATS
 
+# dlt keeps pipelines in the user's home by default, where a second clone would find (and write
+# into the DuckDB file of) the first one's pipeline; here they live with the project
+PIPELINES_DIR = Path(".dlt") / "pipelines"
+
+# `dlt init` copies this script but not the emulator the demo runs
+DEMO_AVAILABLE = importlib.util.find_spec("klaviyo_emulator") is not None
+
+
+class RunInProgress(Exception):
+    """Another run of the same pipeline holds its lock."""
+
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Load a Klaviyo account with dlt.")
-    parser.add_argument("--demo", action="store_true", help="load a local emulated Klaviyo account")
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="load a local emulated Klaviyo account into klaviyo_demo.duckdb"
+        + ("" if DEMO_AVAILABLE else " (not available here: needs a clone of the source repository)"),
+    )
     parser.add_argument("--start-date", help="load data from this date on (ISO 8601); default all history")
     parser.add_argument("--end-date", help="load data before this date (backfills; state is not moved)")
     parser.add_argument("--resources", help="comma-separated tables to load; default all selected ones")
     parser.add_argument("--extra-metrics", help="comma-separated metric names to load into own tables")
     parser.add_argument("--dataset", default="klaviyo_data", help="dataset (schema) name")
     parser.add_argument("--pipeline-name", help="default: klaviyo, or klaviyo_demo with --demo")
-    parser.add_argument("--full-refresh", action="store_true", help="drop loaded tables and state first")
+    parser.add_argument(
+        "--full-refresh",
+        action="store_true",
+        help="drop loaded tables and their state first (with --resources: only those tables)",
+    )
     parser.add_argument(
         "--accounts",
         help="comma-separated account names whose keys are in .dlt/secrets.toml [sources.klaviyo.accounts]",
@@ -43,10 +74,13 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 @contextlib.contextmanager
 def demo_account() -> Iterator[Tuple[str, str]]:
     """Starts the local Klaviyo emulator; only the demo needs it, so it is imported here."""
-    try:
-        from klaviyo_emulator import EmulatorConfig, run_emulator
-    except ImportError:
-        raise SystemExit("--demo needs the klaviyo_emulator package from the source repository") from None
+    if not DEMO_AVAILABLE:
+        raise SystemExit(
+            "--demo runs the Klaviyo emulator (klaviyo_emulator/), which `dlt init` does not copy:"
+            " run the demo in a clone of the source repository, or set your API key and run without --demo"
+        )
+    from klaviyo_emulator import EmulatorConfig, run_emulator
+
     with run_emulator(EmulatorConfig()) as emulator:
         yield emulator.base_url, emulator.api_key
 
@@ -73,19 +107,21 @@ def load(
     default_name = f"klaviyo_{account}" if account else ("klaviyo_demo" if args.demo else "klaviyo")
     pipeline = dlt.pipeline(
         pipeline_name=args.pipeline_name or default_name,
+        pipelines_dir=str(Path.cwd() / PIPELINES_DIR),
         destination="duckdb",
         dataset_name=f"{args.dataset}_{account}" if account else args.dataset,
-        progress="log",
+        progress=CompactProgress(sys.stdout),
     )
     started, requests_before = time.monotonic(), PROCESS_STATS.snapshot()
     run_options: Dict[str, Any] = {"loader_file_format": fastest_file_format(pipeline)}
-    # the demo account is made anew each time, so the demo always loads it whole
-    if args.full_refresh or args.demo:
+    if args.demo:  # the demo account is made anew each time, so the demo always loads it whole
         run_options["refresh"] = "drop_sources"
-    info = pipeline.run(source, **run_options)
-    print(info)
+    elif args.full_refresh:  # only the selected tables (and their state) when --resources names them
+        run_options["refresh"] = "drop_resources" if args.resources else "drop_sources"
+    with exclusive_run(pipeline):
+        info = pipeline.run(source, **run_options)
     requests = {k: v - requests_before[k] for k, v in PROCESS_STATS.snapshot().items()}
-    print_summary(pipeline, time.monotonic() - started, requests)
+    print_summary(pipeline, time.monotonic() - started, requests, info.destination_displayable_credentials)
 
 
 def load_accounts(
@@ -98,8 +134,8 @@ def load_accounts(
         try:
             load(args, base_url, api_key, account=name)
         except Exception as exc:  # one account's failure must not stop the others
-            failures[name] = str(exc)
-            print(f"account {name!r} failed: {exc}", file=sys.stderr)
+            failures[name] = failure_line(exc)
+            print(f"account {name!r} failed: {failures[name]}", file=sys.stderr)
     return failures
 
 
@@ -114,11 +150,114 @@ def fastest_file_format(pipeline: dlt.Pipeline) -> Optional[str]:
     return "parquet" if "parquet" in formats else None
 
 
-def print_summary(pipeline: dlt.Pipeline, seconds: float, requests: Mapping[str, float]) -> None:
+@contextlib.contextmanager
+def exclusive_run(pipeline: dlt.Pipeline) -> Iterator[None]:
+    """Holds a lock file next to the pipeline for the run, so a second run of the same pipeline fails
+    at once saying so (dlt has no such lock: the second run fails later on the first one's load
+    package). The operating system releases the lock when the process ends, even when killed."""
+    path = Path(pipeline.pipelines_dir) / f".{pipeline.pipeline_name}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as lock:
+        try:
+            _lock_file(lock)
+        except OSError:
+            lock.seek(0)
+            holder = lock.read().strip() or "another process"
+            raise RunInProgress(
+                f"another run holds pipeline {pipeline.pipeline_name!r} ({holder}): wait for it to finish"
+                " or stop it, then run again"
+            ) from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"pid {os.getpid()}, started {datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S} UTC")
+        lock.flush()
+        yield
+
+
+def _lock_file(file: IO[str]) -> None:
+    if sys.platform == "win32":
+        import msvcrt
+
+        msvcrt.locking(file.fileno(), msvcrt.LK_NBLCK, 1)
+    else:
+        import fcntl
+
+        fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+class CompactProgress(LogCollector):
+    """dlt's progress in one line per step: rewritten in place on a terminal, a line every few
+    seconds elsewhere (dlt's own log collector prints a block per table every second)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.terminal = stream.isatty()
+        super().__init__(log_period=0.5 if self.terminal else 10.0, logger=stream, dump_system_stats=False)
+        self.stream = stream
+
+    def dump_counters(self) -> None:
+        elapsed = self._clock() - min(
+            (i.start_time for i in self.counter_info.values()), default=self._clock()
+        )
+        step = (self.step or "").split(" in ")[0]  # "Normalize klaviyo in <load id>" -> "Normalize klaviyo"
+        parts = []
+        tables, rows = 0, 0
+        for key, count in self.counters.items():
+            info = self.counter_info[key]
+            if info.total:  # dlt's step counter: resources, files or jobs done of all
+                parts.append(f"{info.description} {count:,}/{info.total:,}")
+            elif not key.startswith("_dlt"):
+                tables, rows = tables + 1, rows + count
+        if tables:
+            parts.append(f"{rows:,} rows in {tables} tables")
+        line = f"{step}: {', '.join(parts)} ({elapsed:.0f} s)"
+        if self.terminal:
+            width = shutil.get_terminal_size().columns - 1
+            self.stream.write("\r" + line[:width].ljust(width))
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def _stop(self) -> None:
+        super()._stop()
+        if self.terminal:
+            self.stream.write("\n")
+
+
+class DeveloperAdvice(logging.Filter):
+    """Drops dlt's advice to the source's author about columns that stayed empty in this load
+    (no value is lost: they get a type once they hold data)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "did not receive any data" not in record.getMessage()
+
+
+def failure_line(exc: BaseException) -> str:
+    """The one sentence that explains a failed run: the innermost cause, with the step it broke."""
+    step = getattr(exc, "step", None)
+    cause: BaseException = exc
+    while True:
+        inner = getattr(cause, "exception", None) or cause.__cause__
+        if not isinstance(inner, BaseException) or inner is cause:
+            break
+        cause = inner
+    message = " ".join(str(cause).split()) or type(cause).__name__
+    if "Could not set lock on file" in message:
+        message = (
+            "the DuckDB file is open in another process (another pipeline run, a DuckDB shell or"
+            f" `dlt pipeline ... show`): close it or give each pipeline its own file ({message})"
+        )
+    return f"{'the run failed in ' + step + ': ' if step else ''}{message}"
+
+
+def print_summary(
+    pipeline: dlt.Pipeline, seconds: float, requests: Mapping[str, float], location: str = ""
+) -> None:
     trace = pipeline.last_trace
     counts = trace.last_normalize_info.row_counts if trace and trace.last_normalize_info else {}
+    rows = sum(n for table, n in counts.items() if not table.startswith("_dlt"))
     print(
-        f"\nLoaded in {seconds:.1f} s with {requests['requests']:,.0f} requests to Klaviyo;"
+        f"\nLoaded {rows:,} rows into {location.removeprefix('duckdb:///')}, dataset"
+        f" {pipeline.dataset_name}, in {seconds:.1f} s with {requests['requests']:,.0f} requests to Klaviyo;"
         f" {requests['throttled']:,.0f} answered 429 ({requests['throttle_wait']:.1f} s waited),"
         f" {requests['retried']:,.0f} retried after errors, {requests['limiter_wait']:.1f} s held by"
         " the rate limiter. Rows per table:"
@@ -129,6 +268,16 @@ def print_summary(pipeline: dlt.Pipeline, seconds: float, requests: Mapping[str,
 
 
 def main(argv: Optional[List[str]] = None) -> None:
+    """The script: a failed run prints one line naming the cause and exits 1 (`run` raises instead)."""
+    logging.getLogger("dlt").addFilter(DeveloperAdvice())
+    try:
+        run(argv)
+    except (Exception, KeyboardInterrupt) as exc:
+        print(f"klaviyo_pipeline.py: {failure_line(exc)}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def run(argv: Optional[List[str]] = None) -> None:
     args = parse_args(argv)
     if args.demo:
         with demo_account() as (base_url, api_key):

@@ -32,6 +32,7 @@ from typing import (
     Set,
     Tuple,
 )
+from urllib.parse import urlsplit
 
 import dlt
 from dlt.common import logger
@@ -143,6 +144,11 @@ def klaviyo_source(
         raise ValueError(
             "api_key is empty: set a Klaviyo private API key in .dlt/secrets.toml under"
             " [sources.klaviyo] api_key, or in SOURCES__KLAVIYO__API_KEY."
+        )
+    if not isinstance(base_url, str) or urlsplit(base_url).path.rstrip("/").rsplit("/", 1)[-1] != "api":
+        raise ValueError(
+            f"base_url={base_url!r} does not end in /api, where Klaviyo's API lives (Klaviyo answers"
+            f" anything else with 404): use e.g. {DEFAULT_BASE_URL}."
         )
     run_started = datetime.now(timezone.utc)
     start = _parse_date("start_date", start_date)
