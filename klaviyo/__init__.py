@@ -521,7 +521,8 @@ def _global_exclusion_rows(client: KlaviyoClient) -> Iterator[TDataItem]:
                 seen.add(row["id"])
                 latest = _latest_suppression(row) or {"reason": reason, "timestamp": None}
                 row["reason"] = latest.get("reason")
-                row["timestamp"] = latest.get("timestamp")
+                # named apart from the event tables' `timestamp`, Klaviyo's epoch seconds
+                row["suppressed_at"] = latest.get("timestamp")
                 page.append(row)
             yield page
 

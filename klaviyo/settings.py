@@ -247,7 +247,7 @@ _PROFILE_COLUMNS: Dict[str, TDataType] = {
 }
 _COLUMN_TYPES: Dict[str, Dict[str, TDataType]] = {
     "profiles": _PROFILE_COLUMNS,
-    "global_exclusions": {**_PROFILE_COLUMNS, "reason": "text", "timestamp": "timestamp"},
+    "global_exclusions": {**_PROFILE_COLUMNS, "reason": "text", "suppressed_at": "timestamp"},
     "lists": {
         "id": "text",
         "name": "text",
