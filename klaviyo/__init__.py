@@ -1,11 +1,14 @@
-"""A dlt source that copies a Klaviyo account: profiles, suppressions, lists and their members,
-campaigns, metrics and events, through Klaviyo's current JSON:API (revision-dated, cursor-paged).
+"""Klaviyo source for dlt: profiles, lists, segments, campaigns, flows, metrics, events, reports.
 
-Example:
+Copies a Klaviyo account (profiles, suppressions, lists and their members, campaigns, metrics and
+events, with opt-in flows, segments, templates, catalogs, coupons, forms, images and reports)
+through Klaviyo's current JSON:API (revision-dated, cursor-paged).
+
+Example (writes klaviyo.duckdb; a dataset named like the file would clash with its catalog):
     >>> import dlt
     >>> from klaviyo import klaviyo_source
-    >>> pipeline = dlt.pipeline("klaviyo", destination="duckdb", dataset_name="klaviyo")
-    >>> pipeline.run(klaviyo_source(start_date="2024-01-01", extra_metrics=["Placed Order"]))
+    >>> pipeline = dlt.pipeline("klaviyo", destination="duckdb", dataset_name="klaviyo_data")
+    >>> load_info = pipeline.run(klaviyo_source(start_date="2024-01-01", extra_metrics=["Placed Order"]))
 
 Event tables and profiles load incrementally and merge on `id`, so running again adds only what is
 new and never duplicates a row.

@@ -38,6 +38,30 @@ def test_dlt_init_finds_klaviyo_as_a_verified_source(tmp_path: Path) -> None:
     assert "api_key" in (tmp_path / ".dlt" / "secrets.toml").read_text()
 
 
+@pytest.mark.skipif(not (REPO / ".git").exists(), reason="dlt init reads the source from a git checkout")
+def test_the_readme_dlt_init_gives_users_lists_every_table(tmp_path: Path) -> None:
+    from klaviyo import klaviyo_source
+
+    dlt_cli = Path(sys.executable).with_name("dlt")
+    result = run([str(dlt_cli), "init", "klaviyo", "duckdb", "--location", str(REPO)], cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    readme = (tmp_path / "klaviyo" / "README.md").read_text()
+    source = klaviyo_source(api_key="pk_test_key_0000000000", base_url="http://127.0.0.1:9/api")
+    missing = [name for name in source.resources if f"`{name}`" not in readme]
+    assert len(source.resources) > 30 and not missing
+
+
+@pytest.mark.skipif(not (REPO / ".git").exists(), reason="dlt init reads the source from a git checkout")
+def test_dlt_init_lists_klaviyo_with_its_whole_first_sentence(tmp_path: Path) -> None:
+    import klaviyo
+
+    dlt_cli = Path(sys.executable).with_name("dlt")
+    result = run([str(dlt_cli), "init", "--list-sources", "--location", str(REPO)], cwd=tmp_path)
+    first_line = (klaviyo.__doc__ or "").splitlines()[0]
+    assert first_line.endswith(".")
+    assert f"klaviyo: {first_line}\n" in result.stdout, result.stdout
+
+
 def test_pipeline_script_demo_loads_the_emulated_account(tmp_path: Path) -> None:
     result = run([sys.executable, str(REPO / "klaviyo_pipeline.py"), "--demo"], cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
