@@ -503,8 +503,8 @@ class Query:
 
 
 def _b64(data: Any) -> str:
-    # plain base64 with padding, like the cursor in Klaviyo's SDK README (so links.next carries the
-    # %3D that made clients stumble on Klaviyo, klaviyo/klaviyo-api-python#9)
+    # plain base64 with padding, like the cursor in Klaviyo's SDK README, so links.next carries an
+    # encoded '=' (%3D) that a client must decode exactly once
     return base64.b64encode(json.dumps(data, separators=(",", ":")).encode()).decode()
 
 
@@ -516,7 +516,8 @@ def _unb64(text: str) -> Any:
     URL-decodes it before sending it again; the SDK has paged this way since 1.2.1 (the fix of
     klaviyo/klaviyo-api-python#9), so Klaviyo accepts such cursors. Hence stray ``=`` at either end
     and missing or extra padding are accepted. A cursor whose padding arrives URL-encoded twice
-    (``%253D``, the SDK's bug before 1.2.1) does not decode, and Klaviyo rejected it (#9).
+    (``%253D``; presumably what the SDK sent before 1.2.1, when Klaviyo answered some of its cursors
+    "Invalid cursor provided.", #9) does not decode and is rejected.
     """
     cleaned = text.strip().strip("=")
     return json.loads(base64.b64decode(cleaned + "=" * (-len(cleaned) % 4)))
@@ -604,6 +605,7 @@ def parse_query(op: Operation, handler: Handler, params: dict[str, str]) -> Quer
             data = _unb64(params["page[cursor]"])
             cursor = (str(data["s"]), tuple(data["k"][0]), str(data["k"][1]))
             if data["s"] != (sort or ""):
+                # not documented: a cursor only makes sense with the sort it was made for
                 raise ValueError("sort mismatch")
         except Exception:
             raise invalid_cursor() from None
