@@ -25,7 +25,7 @@ from klaviyo_emulator import Emulator, EmulatorConfig, run_emulator
 
 from .conftest import EMU_SPEC
 
-klaviyo_api = pytest.importorskip("klaviyo_api", reason="klaviyo-api is in requirements-dev.txt")
+klaviyo_api = pytest.importorskip("klaviyo_api", reason="klaviyo-api (requirements-dev.txt) is not installed")
 from klaviyo_api import KlaviyoAPI  # noqa: E402
 from klaviyo_api.filter_builder import FilterBuilder  # noqa: E402
 from openapi_client.api_arg_options import USE_DICTIONARY_FOR_RESPONSE_DATA  # noqa: E402
