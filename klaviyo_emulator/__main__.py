@@ -9,19 +9,23 @@ from datetime import datetime
 
 from .account import AccountSpec
 from .server import DEFAULT_API_KEY, Emulator, EmulatorConfig
+from .spec import REVISIONS
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m klaviyo_emulator",
-        description="Local emulator of Klaviyo's JSON:API (revision 2026-07-15).",
+        description="Local emulator of Klaviyo's JSON:API (revisions " + ", ".join(REVISIONS) + ").",
     )
     srv = p.add_argument_group("server")
     srv.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     srv.add_argument("--port", type=int, default=8765, help="port (0 = pick a free port; default 8765)")
     srv.add_argument("--api-key", default=DEFAULT_API_KEY, help="private API key clients must send")
     srv.add_argument(
-        "--revision", action="append", help="served revision(s) (default 2026-07-15); repeatable"
+        "--revision",
+        action="append",
+        choices=REVISIONS,
+        help=f"served revision(s) (default: all of {', '.join(REVISIONS)}); repeatable",
     )
     srv.add_argument(
         "--deny-scope",
@@ -91,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
         api_key=args.api_key,
         host=args.host,
         port=args.port,
-        revisions=set(args.revision or ["2026-07-15"]),
+        revisions=set(args.revision or REVISIONS),
         denied_scopes=set(args.deny_scope),
         rate_limit_scale=args.rate_limit_scale,
         latency_ms=args.latency_ms,

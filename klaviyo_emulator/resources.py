@@ -394,6 +394,83 @@ def ser_campaign_message(acc: Account, m: Record, ctx: Ctx) -> Record:
     return resource("campaign-message", m["id"], attrs, rels, ctx, path)
 
 
+# ---- revision 2026-10-15: the omnichannel Campaigns API (shape from Klaviyo's beta spec, see
+# openapi-2026-10-15-subset.SOURCE.txt); the same account records, told in the new shape
+_OMNI_STATUS = {"Sent": "sent", "Draft": "draft", "Scheduled": "scheduled", "Cancelled": "cancelled"}
+
+
+def omni_status(campaign: Record) -> str | None:
+    """A 2026-10-15 message status (lower case enum) from its campaign's 2026-07-15 status."""
+    return _OMNI_STATUS.get(campaign["status"])
+
+
+def ser_omni_campaign(acc: Account, c: Record, ctx: Ctx) -> Record:
+    path = f"campaigns/{c['id']}"
+    attrs = {
+        "created_at": fmt_dt(c["created_at"]),
+        "updated_at": fmt_dt(c["updated_at"]),
+        "definition": {
+            "name": c["name"],
+            "builder": "wizard",
+            "archived": c["archived"],
+            "color": None,
+            "description": None,
+            "send_settings": {
+                "send_timezone": "UTC",
+                "send_strategy": "static" if c["send_time"] is not None else "immediate",
+                "send_passed_rltz_immediately": False,
+                "exit_condition_enabled": False,
+                "exit_condition_conversion_metric_id": None,
+            },
+        },
+    }
+    wanted = ctx.include
+    rels = {
+        "campaign-audiences": rel_many(path, "campaign-audiences"),
+        "campaign-messages": rel_many(
+            path,
+            "campaign-messages",
+            "campaign-message",
+            c["message_ids"] if "campaign-messages" in wanted else None,
+        ),
+        "tags": rel_many(path, "tags", "tag", c["tag_ids"] if "tags" in wanted else None),
+    }
+    return resource("campaign", c["id"], attrs, rels, ctx, path)
+
+
+def ser_omni_campaign_message(acc: Account, m: Record, ctx: Ctx) -> Record:
+    path = f"campaign-messages/{m['id']}"
+    camp = acc.campaigns_by_id[m["campaign_id"]]
+    attrs = {
+        "created": fmt_dt(m["created_at"]),
+        "updated": fmt_dt(m["updated_at"]),
+        "definition": {
+            "name": m["label"],
+            "status": omni_status(camp),
+            "tracking_options": {
+                "is_add_utm": False,
+                "is_tracking_clicks": m["channel"] != "mobile_push",
+                "is_tracking_opens": m["channel"] == "email",
+            },
+            "send_options": {
+                "send_time": fmt_dt(m["send_time"]),
+                "send_times": None,
+                "send_strategy": "static",
+                "recipient_percentage": 100,
+                "throttling_type": "none",
+                "throttle_unit": "hour",
+                "is_ignoring_unsubscribes": False,
+            },
+        },
+    }
+    rels = {
+        "campaign": rel_one(path, "campaign", "campaign", m["campaign_id"]),
+        "campaign-audience": rel_many(path, "campaign-audience"),
+        "campaign-variations": rel_many(path, "campaign-variations"),
+    }
+    return resource("campaign-message", m["id"], attrs, rels, ctx, path)
+
+
 def ser_flow(acc: Account, f: Record, ctx: Ctx) -> Record:
     path = f"flows/{f['id']}"
     attrs = {
@@ -726,6 +803,19 @@ def get_campaign_field(c: Record, f: str) -> Any:
     if f == "messages.channel":
         return c["channel"]
     return c.get(f)
+
+
+def get_omni_campaign_field(c: Record, f: str) -> Any:
+    """Getter of the 2026-10-15 campaign filters and sorts (``builder``: every campaign is a wizard one)."""
+    return "wizard" if f == "builder" else c.get(f)
+
+
+_OMNI_MESSAGE_FIELDS = {"created": "created_at", "updated": "updated_at", "name": "label"}
+
+
+def get_omni_message_field(m: Record, f: str) -> Any:
+    """Getter of the 2026-10-15 campaign-message filters and sorts (``status`` from the campaign)."""
+    return m.get(_OMNI_MESSAGE_FIELDS.get(f, f))
 
 
 def get_metric_field(m: Record, f: str) -> Any:

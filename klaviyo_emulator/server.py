@@ -26,7 +26,7 @@ from . import resources as R
 from .account import Account, AccountSpec
 from .filters import Condition, FilterError, first_future_datetime, matches, parse_filter, validate
 from .ratelimit import RateLimiter
-from .spec import SPEC_REVISION, Operation, operations, post_operations
+from .spec import REVISIONS, SPEC_REVISION, Operation, operations, post_operations
 
 JSONAPI = "application/vnd.api+json"
 DEFAULT_API_KEY = "pk_emulator_test_key_0000000000000000"
@@ -40,7 +40,7 @@ class EmulatorConfig:
     api_key: str = DEFAULT_API_KEY
     host: str = "127.0.0.1"
     port: int = 0
-    revisions: set[str] = field(default_factory=lambda: {SPEC_REVISION})
+    revisions: set[str] = field(default_factory=lambda: set(REVISIONS))  # revisions served
     denied_scopes: set[str] = field(default_factory=set)
     rate_limit_scale: float = 1.0
     latency_ms: float = 0.0
@@ -52,6 +52,10 @@ class EmulatorConfig:
     fault_drop_rate: float = 0.0
     fault_bad_json_rate: float = 0.0
     report_page_size: int = 500  # results per page of the reporting endpoints (page_cursor)
+    # base URL written into links (self, next, related); None = the address the request came to.
+    # "https://a.klaviyo.com/api" hands out links exactly as Klaviyo writes them, for clients that
+    # only read the cursor out of links.next (Klaviyo's SDK looks for "https://" there)
+    links_base_url: str | None = None
 
 
 @dataclass
@@ -435,9 +439,57 @@ HANDLERS: dict[str, Handler] = {
 }
 
 
-def _routes() -> list[Operation]:
-    ops = operations()
-    return [ops[oid] for oid in HANDLERS if oid in ops]
+def _omni_messages_src(acc: Account, pid: str | None) -> list[R.Record]:
+    """Every campaign message, with the status its campaign gives it (a 2026-10-15 filter/sort field)."""
+    return [
+        dict(m, status=R.omni_status(acc.campaigns_by_id[m["campaign_id"]]))
+        for m in acc.campaign_messages_by_id.values()
+    ]
+
+
+def _omni_campaign_messages_src(acc: Account, pid: str | None) -> list[R.Record]:
+    return [
+        dict(m, status=R.omni_status(acc.campaigns_by_id[m["campaign_id"]]))
+        for m in _campaign_messages_src(acc, pid)
+    ]
+
+
+_OMNI_MESSAGE_INC = _inc_ids(R.ser_omni_campaign_message, "campaign_messages_by_id", "message_ids")
+
+# Operations whose behaviour differs by revision: 2026-10-15's omnichannel Campaigns API (no channel
+# filter, new shapes, a /campaign-messages collection). Everything else is served as in HANDLERS.
+REVISION_HANDLERS: dict[str, dict[str, Handler]] = {
+    "2026-10-15": {
+        "get_campaigns": Handler(
+            R.ser_omni_campaign,
+            R.get_omni_campaign_field,
+            _All("campaigns_by_id"),
+            includes={"campaign-messages": _OMNI_MESSAGE_INC, "campaign-audiences": _none},
+        ),
+        "get_campaign_messages": Handler(
+            R.ser_omni_campaign_message,
+            R.get_omni_message_field,
+            _omni_messages_src,
+            includes={
+                "campaign": _inc_ids(R.ser_omni_campaign, "campaigns_by_id", "campaign_id"),
+                "campaign-variations": _none,
+            },
+        ),
+        "get_messages_for_campaign": Handler(
+            R.ser_omni_campaign_message, R.get_omni_message_field, _omni_campaign_messages_src
+        ),
+    }
+}
+
+
+def handler_for(operation_id: str, revision: str = SPEC_REVISION) -> Handler:
+    return REVISION_HANDLERS.get(revision, {}).get(operation_id) or HANDLERS[operation_id]
+
+
+def _routes(revision: str = SPEC_REVISION) -> list[Operation]:
+    ops = operations(revision)
+    served = {**HANDLERS, **REVISION_HANDLERS.get(revision, {})}
+    return [ops[oid] for oid in served if oid in ops]
 
 
 # --------------------------------------------------------------------------- query parsing
@@ -451,11 +503,33 @@ class Query:
 
 
 def _b64(data: Any) -> str:
-    return base64.urlsafe_b64encode(json.dumps(data, separators=(",", ":")).encode()).decode().rstrip("=")
+    # plain base64 with padding, like the cursor in Klaviyo's SDK README, so links.next carries an
+    # encoded '=' (%3D) that a client must decode exactly once
+    return base64.b64encode(json.dumps(data, separators=(",", ":")).encode()).decode()
 
 
 def _unb64(text: str) -> Any:
-    return json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+    """Decode a page cursor as leniently as Klaviyo does.
+
+    Observed, not documented: Klaviyo's Python SDK (``klaviyo-api``, ``_page_cursor_update``) cuts the
+    cursor out of ``links.next`` after ``page%5Bcursor%5D``, so it keeps the ``=`` in front, and
+    URL-decodes it before sending it again; the SDK has paged this way since 1.2.1 (the fix of
+    klaviyo/klaviyo-api-python#9), so Klaviyo accepts such cursors. Hence stray ``=`` at either end
+    and missing or extra padding are accepted. A cursor whose padding arrives URL-encoded twice
+    (``%253D``; presumably what the SDK sent before 1.2.1, when Klaviyo answered some of its cursors
+    "Invalid cursor provided.", #9) does not decode and is rejected.
+    """
+    cleaned = text.strip().strip("=")
+    return json.loads(base64.b64decode(cleaned + "=" * (-len(cleaned) % 4)))
+
+
+def invalid_cursor() -> HTTPError:
+    """Klaviyo's answer to a page cursor it cannot use, as quoted from a real response in
+    klaviyo/klaviyo-api-python#9 (2023-02-11): 400, detail "Invalid cursor provided.", source
+    ``{"pointer": "/data/"}``."""
+    return HTTPError(
+        400, error_body(400, "invalid", "Invalid input.", "Invalid cursor provided.", {"pointer": "/data/"})
+    )
 
 
 def parse_query(op: Operation, handler: Handler, params: dict[str, str]) -> Query:
@@ -531,9 +605,10 @@ def parse_query(op: Operation, handler: Handler, params: dict[str, str]) -> Quer
             data = _unb64(params["page[cursor]"])
             cursor = (str(data["s"]), tuple(data["k"][0]), str(data["k"][1]))
             if data["s"] != (sort or ""):
+                # not documented: a cursor only makes sense with the sort it was made for
                 raise ValueError("sort mismatch")
         except Exception:
-            raise invalid("Invalid page cursor.", "page[cursor]") from None
+            raise invalid_cursor() from None
     return Query(page_size, sort, conditions, cursor, ctx)
 
 
@@ -761,9 +836,16 @@ class Emulator:
         self._counter = 0
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
-        self._routes = _routes()
-        posts = post_operations()
-        self._post_routes = [posts[oid] for oid in REP.KINDS if oid in posts]
+        unknown = set(self.config.revisions) - set(REVISIONS)
+        if unknown:
+            raise ValueError(
+                f"The emulator has no spec for revision(s) {sorted(unknown)}; it serves {list(REVISIONS)}."
+            )
+        self._routes = {rev: _routes(rev) for rev in REVISIONS}
+        self._post_routes: dict[str, list[Operation]] = {}
+        for rev in REVISIONS:
+            posts = post_operations(rev)
+            self._post_routes[rev] = [posts[oid] for oid in REP.KINDS if oid in posts]
 
     # ---- lifecycle
     def start(self) -> Emulator:
@@ -803,11 +885,11 @@ class Emulator:
     def api_key(self) -> str:
         return self.config.api_key
 
-    def headers(self) -> dict[str, str]:
+    def headers(self, revision: str = SPEC_REVISION) -> dict[str, str]:
         """Headers a well-behaved client sends."""
         return {
             "Authorization": f"Klaviyo-API-Key {self.config.api_key}",
-            "revision": SPEC_REVISION,
+            "revision": revision,
             "Accept": JSONAPI,
         }
 
@@ -866,17 +948,28 @@ class Emulator:
             return self._counter
 
     # ---- request processing
-    def route(self, path: str, method: str = "GET") -> tuple[Operation, str | None] | None:
-        for op in self._routes if method == "GET" else self._post_routes:
-            m = op.regex.match(path)
-            if m:
-                return op, (m.group(1) if m.groups() else None)
+    def route(
+        self, path: str, method: str = "GET", revision: str | None = None
+    ) -> tuple[Operation, str | None] | None:
+        """The operation (and path id) of ``path`` in ``revision``; in any revision when None."""
+        for rev in (revision,) if revision is not None else (SPEC_REVISION, *REVISIONS):
+            for op in self._routes[rev] if method == "GET" else self._post_routes[rev]:
+                m = op.regex.match(path)
+                if m:
+                    return op, (m.group(1) if m.groups() else None)
         return None
 
     def build_body(
-        self, op: Operation, parent: str | None, params: dict[str, str], raw_query: str, path: str, base: str
+        self,
+        op: Operation,
+        parent: str | None,
+        params: dict[str, str],
+        raw_query: str,
+        path: str,
+        base: str,
+        revision: str = SPEC_REVISION,
     ) -> tuple[str, int]:
-        handler = HANDLERS[op.operation_id]
+        handler = handler_for(op.operation_id, revision)
         q = parse_query(op, handler, params)
         acc = self.account
         with acc.lock:
@@ -969,7 +1062,8 @@ class Emulator:
                 if offset < 0:
                     raise ValueError(offset)
             except Exception:
-                raise invalid("Invalid page cursor.", "page_cursor") from None
+                # Klaviyo's reporting cursors are not documented: answered like a bad page[cursor]
+                raise invalid_cursor() from None
         try:
             body = json.loads(raw_body.decode("utf-8")) if raw_body else None
         except (UnicodeDecodeError, json.JSONDecodeError):
@@ -1113,8 +1207,15 @@ class _RequestHandler(BaseHTTPRequestHandler):
                         {"parameter": "revision"},
                     ),
                 )
-            if revision not in cfg.revisions:
+            # Observed by Klaviyo's own swift SDK team (klaviyo/klaviyo-swift-sdk#730): a revision the
+            # operation does not exist in (retired, unknown, or before the operation existed) gets 404
+            # "No valid revisions found for method". (Klaviyo's deprecation policy also allows 410 for
+            # retired revisions; the 404 is what was seen.)
+            routed = emu.route(path, method, revision) if revision in cfg.revisions else None
+            if routed is None:
                 raise not_found(f"No valid revisions found for method {op_id} at revision {revision}.")
+            op, parent = routed
+            op_id = op.operation_id
             for scope in op.scopes:
                 if scope in cfg.denied_scopes:
                     raise HTTPError(
@@ -1148,11 +1249,11 @@ class _RequestHandler(BaseHTTPRequestHandler):
                         fault.status, error_body(fault.status, "error", "Injected error.", "Injected error.")
                     )
             host = self.headers.get("Host") or f"{cfg.host}:{emu.port}"
-            base = f"http://{host}/api"
+            base = (cfg.links_base_url or f"http://{host}/api").rstrip("/")
             if method == "POST":
                 body_text, records = emu.build_report(op, params, raw_body, parts.query, path, base)
             else:
-                body_text, records = emu.build_body(op, parent, params, parts.query, path, base)
+                body_text, records = emu.build_body(op, parent, params, parts.query, path, base, revision)
             payload = body_text.encode()
             if fault is not None and fault.bad_json:
                 fault_name = "bad_json"

@@ -11,12 +11,18 @@ import contextlib
 import json
 import re
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
-SPEC_PATH = Path(__file__).with_name("openapi-2026-07-15-subset.json")
-SPEC_REVISION = "2026-07-15"
+# one spec file per served revision; 2026-10-15's is derived (see openapi-2026-10-15-subset.SOURCE.txt)
+SPEC_PATHS = {
+    "2026-07-15": Path(__file__).with_name("openapi-2026-07-15-subset.json"),
+    "2026-10-15": Path(__file__).with_name("openapi-2026-10-15-subset.json"),
+}
+REVISIONS = tuple(SPEC_PATHS)
+SPEC_REVISION = "2026-07-15"  # the default revision (the one the source pins)
+SPEC_PATH = SPEC_PATHS[SPEC_REVISION]
 
 _WINDOW_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -164,19 +170,19 @@ def _build_operation(path: str, op: dict[str, Any], method: str = "get") -> Oper
     )
 
 
-@lru_cache(maxsize=1)
-def load_spec() -> dict[str, Any]:
-    """The raw spec JSON (cached)."""
-    with SPEC_PATH.open(encoding="utf-8") as fh:
+@cache
+def load_spec(revision: str = SPEC_REVISION) -> dict[str, Any]:
+    """The raw spec JSON of one revision (cached)."""
+    with SPEC_PATHS[revision].open(encoding="utf-8") as fh:
         data: dict[str, Any] = json.load(fh)
     return data
 
 
-@lru_cache(maxsize=1)
-def operations() -> dict[str, Operation]:
+@cache
+def operations(revision: str = SPEC_REVISION) -> dict[str, Operation]:
     """All GET operations of the spec, keyed by operationId."""
     table: dict[str, Operation] = {}
-    for path, item in load_spec()["paths"].items():
+    for path, item in load_spec(revision)["paths"].items():
         op = item.get("get")
         if op:
             built = _build_operation(path, op)
@@ -184,16 +190,16 @@ def operations() -> dict[str, Operation]:
     return table
 
 
-def operation_for_path(path: str) -> dict[str, Operation]:
+def operation_for_path(path: str, revision: str = SPEC_REVISION) -> dict[str, Operation]:
     """Operations keyed by spec path template."""
-    return {op.path: op for op in operations().values() if op.path == path}
+    return {op.path: op for op in operations(revision).values() if op.path == path}
 
 
-@lru_cache(maxsize=1)
-def post_operations() -> dict[str, Operation]:
+@cache
+def post_operations(revision: str = SPEC_REVISION) -> dict[str, Operation]:
     """All POST operations of the spec (the reporting endpoints), keyed by operationId."""
     table: dict[str, Operation] = {}
-    for path, item in load_spec()["paths"].items():
+    for path, item in load_spec(revision)["paths"].items():
         op = item.get("post")
         if op:
             built = _build_operation(path, op, "post")
@@ -201,7 +207,7 @@ def post_operations() -> dict[str, Operation]:
     return table
 
 
-def schema(name_or_ref: str) -> dict[str, Any]:
+def schema(name_or_ref: str, revision: str = SPEC_REVISION) -> dict[str, Any]:
     """A component schema by name or ``#/components/schemas/...`` reference."""
-    result: dict[str, Any] = load_spec()["components"]["schemas"][name_or_ref.rsplit("/", 1)[-1]]
+    result: dict[str, Any] = load_spec(revision)["components"]["schemas"][name_or_ref.rsplit("/", 1)[-1]]
     return result

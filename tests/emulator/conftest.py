@@ -11,12 +11,12 @@ import pytest
 import requests
 
 from klaviyo_emulator import AccountSpec, Emulator, EmulatorConfig, run_emulator
-from klaviyo_emulator.spec import SPEC_PATH
+from klaviyo_emulator.spec import SPEC_PATH, SPEC_PATHS
 
 EMU_SPEC = AccountSpec(seed=5, profiles=150, events=2500, large_list_members=120)
 
 
-def _spec_with_errata() -> dict[str, Any]:
+def _spec_with_errata(path: Any = SPEC_PATH) -> dict[str, Any]:
     """The shipped spec with two documented errata so that real-shaped responses can validate.
 
     1. ``CollectionLinks.prev/next`` are not marked nullable, but Klaviyo returns ``null`` for them
@@ -25,7 +25,7 @@ def _spec_with_errata() -> dict[str, Any]:
        PushSendOptions are identical), so a strict ``oneOf`` can never match a real response; they
        are validated as ``anyOf``.
     """
-    with SPEC_PATH.open(encoding="utf-8") as fh:
+    with path.open(encoding="utf-8") as fh:
         spec = json.load(fh)
     spec["servers"] = [{"url": "http://{hostport}", "variables": {"hostport": {"default": "127.0.0.1"}}}]
     links = spec["components"]["schemas"]["CollectionLinks"]["properties"]
@@ -61,6 +61,28 @@ def validate_response(openapi: Any) -> Any:
         openapi.validate_response(RequestsOpenAPIRequest(resp.request), RequestsOpenAPIResponse(resp))
 
     return check
+
+
+@pytest.fixture(scope="session")
+def validate_response_at() -> Any:
+    """``validate_response_at(revision)(resp)``: check a response against that revision's spec file."""
+    from openapi_core import OpenAPI
+    from openapi_core.contrib.requests import RequestsOpenAPIRequest, RequestsOpenAPIResponse
+
+    specs: dict[str, Any] = {}
+
+    def at(revision: str) -> Any:
+        if revision not in specs:
+            specs[revision] = OpenAPI.from_dict(_spec_with_errata(SPEC_PATHS[revision]))
+
+        def check(resp: requests.Response) -> None:
+            specs[revision].validate_response(
+                RequestsOpenAPIRequest(resp.request), RequestsOpenAPIResponse(resp)
+            )
+
+        return check
+
+    return at
 
 
 @pytest.fixture(scope="session")
