@@ -251,8 +251,8 @@ class KlaviyoSession(requests.Session):
                 if status < 400:
                     try:
                         _cache_json(response)
-                    except ValueError:
-                        problem = f"HTTP {status} with a malformed JSON body"
+                    except ValueError as exc:
+                        problem = f"HTTP {status} with a malformed body ({exc})"
                     else:
                         return response
                 elif status >= 500:
@@ -280,11 +280,28 @@ def _retry_after_seconds(response: requests.Response) -> float:
 
 
 def _cache_json(response: requests.Response) -> None:
-    """Parses the body once; dlt's client and paginator both call `response.json()` again."""
-    document = json.loadb(response.content) if response.content else {}
+    """Parses the body once; dlt's client and paginator both call `response.json()` again.
+
+    A success carries a JSON:API document with `data`. Without it dlt's paginator finds no
+    `links.next` and ends the stream as if it were complete, so such a body is malformed and retried.
+    """
+    try:
+        document = json.loadb(response.content)
+    except ValueError:
+        raise ValueError("not JSON" if response.content else "empty") from None
     if not isinstance(document, dict):
         raise ValueError("not a JSON object")
+    if document.get("errors"):
+        raise ValueError(f"a JSON:API errors document: {_first_error_detail(document)}")
+    if "data" not in document:
+        raise ValueError("no `data` member")
     response.json = lambda **_: document  # type: ignore[method-assign]
+
+
+def _first_error_detail(document: Mapping[str, Any]) -> str:
+    errors = document.get("errors")
+    first = errors[0] if isinstance(errors, list) and errors and isinstance(errors[0], dict) else {}
+    return str(first.get("detail") or first.get("title") or "no detail")[:200]
 
 
 def _error_details(response: requests.Response) -> Tuple[str, Optional[str]]:
