@@ -35,7 +35,7 @@ from typing import (
 
 import dlt
 from dlt.common import logger
-from dlt.common.schema.typing import TColumnSchema
+from dlt.common.schema.typing import TColumnSchema, TWriteDispositionConfig
 from dlt.common.time import ensure_pendulum_datetime
 from dlt.common.typing import TAnyDateTime, TDataItem
 from dlt.extract.incremental import Incremental
@@ -91,6 +91,24 @@ WINDOWS_PER_WORKER = 4
 
 # Incremental loads need a start even when the user gives only an end.
 BEGINNING_OF_TIME = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+# Snapshot tables (a stream with write_disposition "replace") are merged instead: every old row is
+# deleted and the staged rows inserted, deduplicated on the primary key, in one transaction. dlt's
+# replace truncates once per load package and then inserts, so a job that had committed when the
+# run was killed, and that dlt runs again on resume, would hold every row twice.
+SNAPSHOT: TWriteDispositionConfig = {
+    "disposition": "merge",
+    "strategy": "delete-insert",
+    "destination_scope": "1 = 1",
+}
+
+# Klaviyo's list-valued profile attributes, kept as JSON columns: with nested child tables dlt
+# 1.31's merge inserts the root rows by `_dlt_id`, which a job run twice gives both copies of.
+PROFILE_LIST_COLUMNS: Dict[str, TColumnSchema] = {
+    "subscriptions__email__marketing__suppression": {"data_type": "json"},
+    "subscriptions__email__marketing__list_suppressions": {"data_type": "json"},
+}
+PROFILE_TABLES = ("profiles", "global_exclusions", "list_members", "segment_members")
 
 
 @dlt.source(name="klaviyo")
@@ -233,12 +251,13 @@ def _resource(stream_name: str, rows: Any, *args: Any, table_name: Optional[str]
     """Wraps a row generator as a resource with the stream's key, disposition and typed columns."""
     stream = STREAMS[stream_name]
     table = table_name or stream_name
+    list_columns = PROFILE_LIST_COLUMNS if stream_name in PROFILE_TABLES else {}
     return dlt.resource(
         rows,
         name=table,
         primary_key=list(stream.primary_key),
-        write_disposition=stream.write_disposition,
-        columns=TABLE_COLUMNS[stream_name],
+        write_disposition=SNAPSHOT if stream.write_disposition == "replace" else stream.write_disposition,
+        columns={**TABLE_COLUMNS[stream_name], **list_columns},
         parallelized=True,  # tables extract side by side on dlt's worker threads
     )(*args)
 
