@@ -47,6 +47,7 @@ from .client import (
     KlaviyoNotFound,
     KlaviyoQuotaExhausted,
     RetryPolicy,
+    checked_api_key,
     interleave,
 )
 from .settings import (
@@ -156,11 +157,7 @@ def klaviyo_source(
         event tables bounce, click, dropped_email, mark_as_spam, receive, unsubscribe (plus one per
         extra metric), and `events` (every metric in one table; not selected by default).
     """
-    if not isinstance(api_key, str) or not api_key.strip():
-        raise ValueError(
-            "api_key is empty: set a Klaviyo private API key in .dlt/secrets.toml under"
-            " [sources.klaviyo] api_key, or in SOURCES__KLAVIYO__API_KEY."
-        )
+    api_key = checked_api_key(api_key)
     start = _parse_date("start_date", start_date)
     end = _parse_date("end_date", end_date)
     if start and end and end <= start:
@@ -171,7 +168,7 @@ def klaviyo_source(
         raise ValueError(f"workers={workers!r} must be a whole number >= 1.")
     if membership not in ("snapshot", "incremental"):
         raise ValueError(f"membership={membership!r} must be 'snapshot' or 'incremental'.")
-    client = KlaviyoClient(api_key.strip(), base_url, revision, RetryPolicy.from_dlt_config(max_retry_after))
+    client = KlaviyoClient(api_key, base_url, revision, RetryPolicy.from_dlt_config(max_retry_after))
     metric_tables = dict(METRIC_TABLES)
     for name in extra_metrics:
         metric_tables.setdefault(_snake_case(name), (name,))
