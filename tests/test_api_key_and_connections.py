@@ -73,14 +73,32 @@ def test_a_key_with_surrounding_whitespace_is_used_without_it(emulator: Any, pip
 def test_a_malformed_key_appears_in_no_output_trace_or_file(
     emulator: Any, tmp_path: Path, problem: str
 ) -> None:
-    env = {
-        **os.environ,
-        "SOURCES__KLAVIYO__API_KEY": BAD_KEYS[problem],
-        "DLT_DATA_DIR": str(tmp_path / "data"),
-    }
-    command = [sys.executable, str(REPO / "tests" / "pipeline_runner.py"), emulator.base_url, str(tmp_path)]
-    run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-    assert run.returncode != 0 and "api_key has" in run.stderr, run.stderr[-2000:]
+    command = [
+        sys.executable,
+        str(REPO / "tests" / "pipeline_runner.py"),
+        emulator.base_url,
+        str(tmp_path),
+        "metrics",
+    ]
+    env = {**os.environ, "DLT_DATA_DIR": str(tmp_path / "data")}
+    # a good run first, so the pipeline has a trace that the failed run could have written to
+    good = subprocess.run(
+        command,
+        env={**env, "SOURCES__KLAVIYO__API_KEY": emulator.api_key},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert good.returncode == 0, good.stderr[-2000:]
+    emulator.clear_log()
+    bad = subprocess.run(
+        command,
+        env={**env, "SOURCES__KLAVIYO__API_KEY": BAD_KEYS[problem]},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert bad.returncode != 0 and "api_key has" in bad.stderr, bad.stderr[-2000:]
     trace = subprocess.run(
         [
             sys.executable,
@@ -92,15 +110,17 @@ def test_a_malformed_key_appears_in_no_output_trace_or_file(
             "klaviyo_runner",
             "trace",
         ],
-        env=env,
+        env={**env, "SOURCES__KLAVIYO__API_KEY": BAD_KEYS[problem]},
         capture_output=True,
         text=True,
         timeout=120,
     )
-    outputs = run.stdout + run.stderr + trace.stdout + trace.stderr
+    assert trace.returncode == 0 and "metrics" in trace.stdout, trace.stdout[-2000:] + trace.stderr[-2000:]
+    outputs = bad.stdout + bad.stderr + trace.stdout + trace.stderr
     assert SECRET[10:] not in outputs
-    leaks = [str(p) for p in tmp_path.rglob("*") if p.is_file() and SECRET[10:].encode() in p.read_bytes()]
-    assert leaks == []
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert any(p.name == "trace.pickle" for p in written)
+    assert [str(p) for p in written if SECRET[10:].encode() in p.read_bytes()] == []
     assert emulator.request_log == []
 
 
