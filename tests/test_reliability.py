@@ -264,16 +264,6 @@ def test_an_unknown_resource_name_lists_the_available_ones(emulator: Any) -> Non
     assert emulator.request_log == []
 
 
-def test_an_extra_metric_the_account_lacks_warns_and_gives_an_empty_table(
-    emulator: Any, pipeline: dlt.Pipeline, caplog: pytest.LogCaptureFixture
-) -> None:
-    with caplog.at_level(logging.WARNING):
-        pipeline.run(source_for(emulator, extra_metrics=["Placed Ordr"]).with_resources("placed_ordr"))
-    assert table_counts(pipeline)["placed_ordr"] == 0
-    warning = " ".join(r.getMessage() for r in caplog.records)
-    assert "Placed Ordr" in warning and "Placed Order" in warning
-
-
 def test_new_attributes_become_columns_and_a_type_change_does_not_fail(
     emulator: Any, pipeline: dlt.Pipeline
 ) -> None:
