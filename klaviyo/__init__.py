@@ -147,8 +147,9 @@ def klaviyo_source(
             existing name fails with the suggestion; a name the account does not have yet gives an
             empty table and a warning (Klaviyo creates a metric with its first event). At most
             500 names; the `events` table holds every metric.
-        lookback_seconds: Each run reads events again from this long before the previous run
-            started, to catch events that reached Klaviyo late; merge keeps the tables free of
+        lookback_seconds: Each run reads events and profiles again from this long before the previous
+            run started, to catch events that reached Klaviyo late and profile updates that
+            Klaviyo applied late (it applies many asynchronously); merge keeps the tables free of
             duplicates.
         max_retry_after: A 429 asking to wait longer than this many seconds fails the run instead of
             sleeping (Klaviyo's daily quotas answer with waits of hours).
@@ -206,7 +207,11 @@ def klaviyo_source(
 
     campaigns = _resource("campaigns", _campaign_rows, client, window("updated_at"), workers)
     resources = [
-        _resource("profiles", _stream_rows, client, "profiles", window("updated"), workers),
+        # Klaviyo applies profile writes from events, bulk imports, subscription jobs and merges
+        # asynchronously ("submitted for processing, does not guarantee that processing is
+        # complete") and does not say when `updated` is stamped, so an update may become visible
+        # after a run read past its time: profiles go back `lookback_seconds` like events.
+        _resource("profiles", _stream_rows, client, "profiles", window("updated", lookback_seconds), workers),
         _resource("global_exclusions", _global_exclusion_rows, client),
         _resource("lists", _stream_rows, client, "lists", window("updated")),
         _members("list_members", client, workers, membership),
