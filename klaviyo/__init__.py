@@ -569,6 +569,7 @@ def _campaign_rows(client: KlaviyoClient, cursor: Incremental[Any], workers: int
 def _global_exclusion_rows(client: KlaviyoClient) -> Iterator[TDataItem]:
     """Profiles suppressed from all email, one row each, with the latest reason and its time."""
     yield dlt.mark.materialize_table_schema()
+    yield from _replace_where_merge_cannot_delete()
     seen = set()
     field = "subscriptions.email.marketing.suppression.reason"
     for reason in SUPPRESSION_REASONS:
@@ -598,6 +599,20 @@ MEMBERSHIPS: Dict[str, Tuple[str, str]] = {
 }
 
 
+def _replace_where_merge_cannot_delete() -> Iterator[TDataItem]:
+    """A snapshot table is replaced on destinations without a delete-insert merge (files without a
+    table format), where dlt would turn SNAPSHOT into an append that keeps every run's rows."""
+    try:
+        capabilities = dlt.current.pipeline().destination.capabilities()
+    except Exception:  # extract without a destination: the load decides with SNAPSHOT
+        return
+    strategies = capabilities.supported_merge_strategies
+    if capabilities.merge_strategies_selector is not None:
+        strategies = capabilities.merge_strategies_selector(strategies, table_schema={})
+    if "delete-insert" not in strategies:
+        yield dlt.mark.with_hints([], dlt.mark.make_hints(write_disposition="replace"))
+
+
 def _member_rows(client: KlaviyoClient, table: str, workers: int, membership: str) -> Iterator[TDataItem]:
     """Every member of every list (segment): the profile's columns, the parent's id, `joined_group_at`.
 
@@ -613,6 +628,7 @@ def _member_rows(client: KlaviyoClient, table: str, workers: int, membership: st
         for item in page.data
     ]
     if membership == "snapshot":
+        yield from _replace_where_merge_cannot_delete()
         reads = [functools.partial(_members_of, client, table, p, workers) for p in parents]
         yield from interleave(reads, workers)
         return

@@ -5,6 +5,8 @@ every old row and deduplication of the staged rows, profiles merge without neste
 that runs twice leaves the same table.
 """
 
+import gzip
+import json
 import os
 import signal
 import subprocess
@@ -123,3 +125,32 @@ def test_a_snapshot_table_whose_rows_all_left_is_emptied(tmp_path: Path) -> None
             emu.account.unsuppress_profile(profile_id)
         pipeline.run(source_for(emu).with_resources("global_exclusions"))
     assert table_counts(pipeline)["global_exclusions"] == 0
+
+
+def test_a_snapshot_table_on_files_without_merge_is_replaced_not_appended(tmp_path: Path) -> None:
+    pipeline = dlt.pipeline(
+        pipeline_name="klaviyo_files",
+        pipelines_dir=str(tmp_path / "pipelines"),
+        destination=dlt.destinations.filesystem(str(tmp_path / "files")),
+        dataset_name="klaviyo_data",
+    )
+    with run_emulator(EmulatorConfig(account=ACCOUNT, rate_limit_scale=0)) as emu:
+        for _ in range(2):
+            pipeline.run(source_for(emu).with_resources("global_exclusions", "list_members"))
+        expected = {"global_exclusions": exclusion_truth(emu), "list_members": membership_truth(emu)}
+    for table, rows in expected.items():
+        key = TABLES[table][0].split(", ")
+        loaded = sorted(
+            tuple(row[k] for k in key) for row in rows_in_files(tmp_path / "files" / "klaviyo_data" / table)
+        )
+        assert loaded == rows, table
+
+
+def rows_in_files(folder: Path) -> List[Dict[str, Any]]:
+    """The rows of a table that the filesystem destination wrote as (gzipped) JSON lines."""
+    rows = []
+    for path in folder.glob("*.jsonl*"):
+        data = path.read_bytes()
+        text = gzip.decompress(data).decode() if data[:2] == b"\x1f\x8b" else data.decode()
+        rows += [json.loads(line) for line in text.splitlines() if line.strip()]
+    return rows
