@@ -2,7 +2,8 @@
 
     python tests/pipeline_runner.py <base_url> <work_dir> [resource,resource]
 
-The API key comes from SOURCES__KLAVIYO__API_KEY, as a user's would.
+The API key comes from SOURCES__KLAVIYO__API_KEY, as a user's would; KLAVIYO_TEST_FILE_FORMAT
+picks the loader file format (dlt's default otherwise).
 
 With KLAVIYO_TEST_KILL_AFTER_JOB=<table>.<file format> (e.g. `list_members.sql`, `profiles.insert_values`)
 the process SIGKILLs its process group the moment the first such load job has committed in the
@@ -54,7 +55,7 @@ def main() -> None:
         destination=dlt.destinations.duckdb(str(work_dir / "klaviyo.duckdb")),
         dataset_name="klaviyo_data",
     )
-    print(pipeline.run(source))
+    print(pipeline.run(source, loader_file_format=os.environ.get("KLAVIYO_TEST_FILE_FORMAT") or None))
 
 
 if __name__ == "__main__":

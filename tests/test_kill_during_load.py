@@ -25,11 +25,13 @@ ACCOUNT = AccountSpec(seed=5, profiles=600, events=300, lists=3, large_list_memb
 
 
 def run_loader(emu: Any, work: Path, tables: str, kill_after: str = "") -> subprocess.CompletedProcess:
+    file_format = kill_after.split(".")[-1] if kill_after.endswith(".parquet") else ""
     env = {
         **os.environ,
         "SOURCES__KLAVIYO__API_KEY": emu.api_key,
         "DLT_DATA_DIR": str(work / "data"),
         "KLAVIYO_TEST_KILL_AFTER_JOB": kill_after,
+        "KLAVIYO_TEST_FILE_FORMAT": file_format,
     }
     command = [sys.executable, str(REPO / "tests" / "pipeline_runner.py"), emu.base_url, str(work), tables]
     # its own process group, so the runner's SIGKILL of its group reaches no test process
@@ -85,6 +87,7 @@ def change_the_account(emu: Any) -> None:
     "table, job",
     [
         ("list_members", "insert_values"),  # the staged rows
+        ("list_members", "parquet"),  # staged from parquet, as the pipeline script loads
         ("list_members", "sql"),  # the merge into the table
         ("global_exclusions", "insert_values"),
         ("profiles", "insert_values"),

@@ -117,3 +117,33 @@ def test_a_broken_200_that_persists_fails_naming_the_endpoint_and_the_next_run_i
     loaded = column_values(pipeline, table)
     assert len(loaded) == len(set(loaded))
     assert set(loaded) == expected
+
+
+def test_a_broken_middle_page_of_a_snapshot_table_keeps_the_loaded_snapshot_and_the_next_run_is_complete(
+    tmp_path: Path,
+) -> None:
+    def middle_page_of_members(info: RequestInfo) -> bool:
+        return (
+            "/lists/" in info.path
+            and info.path.rstrip("/").endswith("/profiles")
+            and "page[cursor]" in info.query
+        )
+
+    members = AccountSpec(seed=5, profiles=600, events=100, lists=2, large_list_members=450)
+    with run_emulator(EmulatorConfig(account=members, rate_limit_scale=0)) as emu:
+        account = emu.account
+        truth = sorted((i, m) for i in account.list_ids() for m in account.list_members(i))
+        pipeline = new_pipeline(tmp_path)
+        pipeline.run(source_for(emu).with_resources("list_members"))
+        broken = break_pages(emu, middle_page_of_members, BROKEN_BODIES["empty"], times=-1)
+        with pytest.raises(PipelineStepFailed) as failure:
+            pipeline.run(source_for(emu).with_resources("list_members"))
+        assert broken and "malformed body" in str(failure.value)
+        with pipeline.sql_client() as client:
+            kept = sorted(tuple(r) for r in client.execute_sql("select list_id, id from list_members"))
+        assert kept == truth
+        emu.fault_hook = None
+        pipeline.run(source_for(emu).with_resources("list_members"))
+    with pipeline.sql_client() as client:
+        loaded = sorted(tuple(r) for r in client.execute_sql("select list_id, id from list_members"))
+    assert loaded == truth
