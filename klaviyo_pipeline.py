@@ -17,6 +17,7 @@ name and leaves the others untouched.
 
 import argparse
 import contextlib
+import difflib
 import importlib.util
 import logging
 import os
@@ -25,12 +26,12 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any, Dict, Iterator, List, Mapping, Optional, TextIO, Tuple
+from typing import IO, Any, Dict, Iterator, List, Mapping, Optional, Sequence, TextIO, Tuple
 
 import dlt
 from dlt.common.runtime.collector import LogCollector
 
-from klaviyo import klaviyo_source
+from klaviyo import klaviyo_source, metric_tables_for
 from klaviyo.client import PROCESS_STATS
 
 # dlt keeps pipelines in the user's home by default, where a second clone would find (and write
@@ -94,7 +95,7 @@ def load(
     options = {
         "start_date": args.start_date,
         "end_date": args.end_date,
-        "extra_metrics": args.extra_metrics.split(",") if args.extra_metrics else (),
+        "extra_metrics": [n.strip() for n in (args.extra_metrics or "").split(",") if n.strip()],
     }
     if base_url:
         options["base_url"] = base_url
@@ -102,7 +103,8 @@ def load(
         options["api_key"] = api_key
     source = klaviyo_source(**options)
     if args.resources:
-        source = source.with_resources(*[name.strip() for name in args.resources.split(",")])
+        requested = [name.strip() for name in args.resources.split(",") if name.strip()]
+        source = source.with_resources(*selected_resources(source, requested, options["extra_metrics"]))
     # `dlt init klaviyo <destination>` writes the destination you pick here
     default_name = f"klaviyo_{account}" if account else ("klaviyo_demo" if args.demo else "klaviyo")
     pipeline = dlt.pipeline(
@@ -122,6 +124,28 @@ def load(
         info = pipeline.run(source, **run_options)
     requests = {k: v - requests_before[k] for k, v in PROCESS_STATS.snapshot().items()}
     print_summary(pipeline, time.monotonic() - started, requests, info.destination_displayable_credentials)
+
+
+def selected_resources(source: Any, requested: List[str], extra_metrics: Sequence[str]) -> List[str]:
+    """The tables to load: those asked for plus the extra metrics' own (asking for both is redundant).
+
+    An unknown name fails before any request, with the sorted list and the closest names.
+    """
+    extra_tables = list(metric_tables_for(extra_metrics))
+    available = sorted(source.resources)
+    unknown = [name for name in requested if name not in source.resources]
+    if unknown:
+        lines = []
+        for name in unknown:
+            close = difflib.get_close_matches(name, available, n=3)
+            hint = f"did you mean {' or '.join(close)}?" if close else "no similar table"
+            lines.append(f"  {name}: {hint}")
+        raise SystemExit(
+            "Unknown --resources:\n" + "\n".join(lines) + "\nA metric's own table needs the metric's name"
+            " in --extra-metrics (e.g. --extra-metrics 'Placed Order' gives placed_order).\n"
+            f"Tables: {', '.join(available)}"
+        )
+    return list(dict.fromkeys([*requested, *extra_tables]))
 
 
 def load_accounts(

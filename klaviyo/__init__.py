@@ -16,6 +16,7 @@ new and never duplicates a row.
 
 import difflib
 import functools
+import hashlib
 import itertools
 import json
 import re
@@ -38,8 +39,9 @@ from typing import (
 from urllib.parse import urlsplit
 
 import dlt
+from anyascii import anyascii
 from dlt.common import logger
-from dlt.common.schema.typing import TColumnSchema
+from dlt.common.schema.typing import TColumnSchema, TWriteDispositionConfig
 from dlt.common.time import ensure_pendulum_datetime
 from dlt.common.typing import TAnyDateTime, TDataItem
 from dlt.extract.incremental import Incremental
@@ -51,6 +53,7 @@ from .client import (
     KlaviyoNotFound,
     KlaviyoQuotaExhausted,
     RetryPolicy,
+    checked_api_key,
     interleave,
 )
 from .settings import (
@@ -77,7 +80,7 @@ from .settings import (
     Stream,
 )
 
-__all__ = ["klaviyo_source", "KlaviyoError"]
+__all__ = ["klaviyo_source", "KlaviyoError", "metric_table_name", "metric_tables_for"]
 
 ATTRIBUTION_COLUMNS = (
     "attributed_event_id",
@@ -96,6 +99,24 @@ WINDOWS_PER_WORKER = 4
 # Incremental loads need a start even when the user gives only an end.
 BEGINNING_OF_TIME = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
+# Snapshot tables (a stream with write_disposition "replace") are merged instead: every old row is
+# deleted and the staged rows inserted, deduplicated on the primary key, in one transaction. dlt's
+# replace truncates once per load package and then inserts, so a job that had committed when the
+# run was killed, and that dlt runs again on resume, would hold every row twice.
+SNAPSHOT: TWriteDispositionConfig = {
+    "disposition": "merge",
+    "strategy": "delete-insert",
+    "destination_scope": "1 = 1",
+}
+
+# Klaviyo's list-valued profile attributes, kept as JSON columns: with nested child tables dlt
+# 1.31's merge inserts the root rows by `_dlt_id`, which a job run twice gives both copies of.
+PROFILE_LIST_COLUMNS: Dict[str, TColumnSchema] = {
+    "subscriptions__email__marketing__suppression": {"data_type": "json"},
+    "subscriptions__email__marketing__list_suppressions": {"data_type": "json"},
+}
+PROFILE_TABLES = ("profiles", "global_exclusions", "list_members", "segment_members")
+
 
 @dlt.source(name="klaviyo")
 def klaviyo_source(
@@ -110,6 +131,7 @@ def klaviyo_source(
     workers: int = DEFAULT_WORKERS,
     conversion_metric: str = DEFAULT_CONVERSION_METRIC,
     membership: str = "snapshot",
+    conversion_metric_id: Optional[str] = None,
 ) -> List[DltResource]:
     """Klaviyo account data, one resource per table.
 
@@ -124,14 +146,23 @@ def klaviyo_source(
         base_url: The API root; every request stays under it.
         revision: The Klaviyo API revision sent with every request.
         extra_metrics: Names of further metrics whose events each get a table named after the metric
-            in snake_case, e.g. "Placed Order" -> `placed_order`. A name the account does not have
-            yet gives an empty table and a warning (Klaviyo creates a metric with its first event).
-        lookback_seconds: Each run reads events again from this long before the previous run
-            started, to catch events that reached Klaviyo late; merge keeps the tables free of
+            in snake_case, e.g. "Placed Order" -> `placed_order` (other scripts transliterated:
+            "Заказ оформлен" -> `zakaz_oformlen`); names that would share a table are an error. A
+            name is matched exactly, else ignoring case (with a warning); a near miss of an
+            existing name fails with the suggestion; a name the account does not have yet gives an
+            empty table and a warning (Klaviyo creates a metric with its first event). At most
+            500 names; the `events` table holds every metric.
+        lookback_seconds: Each run reads events and profiles again from this long before the previous
+            run started, to catch events that reached Klaviyo late and profile updates that
+            Klaviyo applied late (it applies many asynchronously); merge keeps the tables free of
             duplicates.
         max_retry_after: A 429 asking to wait longer than this many seconds fails the run instead of
             sleeping (Klaviyo's daily quotas answer with waits of hours).
         conversion_metric: The metric the report tables count as conversions ("Placed Order").
+            Where several metrics have that name (e.g. from integrations `api` and `shopify`), the
+            one with the most recent event is used (then Klaviyo's own, then the smallest id), and
+            a warning says which.
+        conversion_metric_id: The id of the conversion metric, to choose it instead.
         membership: "snapshot" (default) replaces list_members and segment_members each run;
             "incremental" adds new joins and marks members who left with `removed_at` (it reads
             the table back from the destination, so it needs a SQL destination).
@@ -143,11 +174,7 @@ def klaviyo_source(
         event tables bounce, click, dropped_email, mark_as_spam, receive, unsubscribe (plus one per
         extra metric), and `events` (every metric in one table; not selected by default).
     """
-    if not isinstance(api_key, str) or not api_key.strip():
-        raise ValueError(
-            "api_key is empty: set a Klaviyo private API key in .dlt/secrets.toml under"
-            " [sources.klaviyo] api_key, or in SOURCES__KLAVIYO__API_KEY."
-        )
+    api_key = checked_api_key(api_key)
     if not isinstance(base_url, str) or urlsplit(base_url).path.rstrip("/").rsplit("/", 1)[-1] != "api":
         raise ValueError(
             f"base_url={base_url!r} does not end in /api, where Klaviyo's API lives (Klaviyo answers"
@@ -173,11 +200,11 @@ def klaviyo_source(
         raise ValueError(f"workers={workers!r} must be a whole number >= 1.")
     if membership not in ("snapshot", "incremental"):
         raise ValueError(f"membership={membership!r} must be 'snapshot' or 'incremental'.")
-    client = KlaviyoClient(api_key.strip(), base_url, revision, RetryPolicy.from_dlt_config(max_retry_after))
-    metric_tables = dict(METRIC_TABLES)
-    for name in extra_metrics:
-        metric_tables.setdefault(_snake_case(name), (name,))
+    client = KlaviyoClient(api_key, base_url, revision, RetryPolicy.from_dlt_config(max_retry_after))
+    extra_tables = metric_tables_for(extra_metrics)
+    metric_tables = {**METRIC_TABLES, **extra_tables}
     catalog = MetricCatalog(client)
+    conversion = (conversion_metric, conversion_metric_id)
 
     def window(cursor: str, lookback: float = 0.0) -> Incremental[Any]:
         """The incremental on `cursor`; the next run starts no later than `lookback` before this one.
@@ -200,7 +227,11 @@ def klaviyo_source(
 
     campaigns = _resource("campaigns", _campaign_rows, client, window("updated_at"), workers)
     resources = [
-        _resource("profiles", _stream_rows, client, "profiles", window("updated"), workers),
+        # Klaviyo applies profile writes from events, bulk imports, subscription jobs and merges
+        # asynchronously ("submitted for processing, does not guarantee that processing is
+        # complete") and does not say when `updated` is stamped, so an update may become visible
+        # after a run read past its time: profiles go back `lookback_seconds` like events.
+        _resource("profiles", _stream_rows, client, "profiles", window("updated", lookback_seconds), workers),
         _resource("global_exclusions", _global_exclusion_rows, client),
         _resource("lists", _stream_rows, client, "lists", window("updated")),
         _members("list_members", client, workers, membership),
@@ -216,6 +247,7 @@ def klaviyo_source(
             names,
             window("datetime", lookback_seconds),
             workers,
+            table in extra_tables,  # the user's names: a near miss is an error
             table_name=table,
         )
         resources.append(resource)
@@ -240,9 +272,9 @@ def klaviyo_source(
         _resource("coupon_codes", _coupon_code_rows, client, workers),
         _resource("forms", _stream_rows, client, "forms", window("updated_at")),
         _resource("images", _stream_rows, client, "images", window("updated_at")),
-        _report("campaign_values_report", client, catalog, conversion_metric, start, end),
-        _report("flow_values_report", client, catalog, conversion_metric, start, end),
-        _report("flow_series_report", client, catalog, conversion_metric, start, end, window("date")),
+        _report("campaign_values_report", client, catalog, conversion, start, end),
+        _report("flow_values_report", client, catalog, conversion, start, end),
+        _report("flow_series_report", client, catalog, conversion, start, end, window("date")),
     ]
     for resource in optional:
         resource.selected = False
@@ -253,12 +285,13 @@ def _resource(stream_name: str, rows: Any, *args: Any, table_name: Optional[str]
     """Wraps a row generator as a resource with the stream's key, disposition and typed columns."""
     stream = STREAMS[stream_name]
     table = table_name or stream_name
+    list_columns = PROFILE_LIST_COLUMNS if stream_name in PROFILE_TABLES else {}
     return dlt.resource(
         rows,
         name=table,
         primary_key=list(stream.primary_key),
-        write_disposition=stream.write_disposition,
-        columns=TABLE_COLUMNS[stream_name],
+        write_disposition=SNAPSHOT if stream.write_disposition == "replace" else stream.write_disposition,
+        columns={**TABLE_COLUMNS[stream_name], **list_columns},
         parallelized=True,  # tables extract side by side on dlt's worker threads
     )(*args)
 
@@ -324,8 +357,57 @@ def _parse_date(name: str, value: Optional[TAnyDateTime]) -> Optional[datetime]:
         ) from None
 
 
-def _snake_case(name: str) -> str:
-    return re.sub(r"[^0-9a-z]+", "_", name.lower()).strip("_")
+# dlt's extract recurses once per resource that ends without an item in between, and from about
+# 950 resources at once it exceeds Python's recursion limit; the `events` table holds every metric.
+MAX_EXTRA_METRICS = 500
+
+
+def metric_table_name(metric_name: str) -> str:
+    """The table of a metric's events: its name in ASCII snake_case, any script transliterated.
+
+    `anyascii` gives every script an ASCII reading ("Заказ оформлен" -> "Zakaz oformlen"); a name
+    with none (only symbols) or longer than destinations allow ends in a stable hash of the name.
+    """
+    snake = re.sub(r"[^0-9a-z]+", "_", anyascii(metric_name).lower()).strip("_")
+    digest = hashlib.sha1(metric_name.encode()).hexdigest()[:8]
+    if not snake:
+        return f"metric_{digest}"
+    if snake[0].isdigit():
+        snake = f"metric_{snake}"
+    return snake if len(snake) <= 60 else f"{snake[:51].rstrip('_')}_{digest}"
+
+
+def metric_tables_for(extra_metrics: Sequence[str]) -> Dict[str, Tuple[str, ...]]:
+    """Table name -> metric name for each extra metric; names that would share a table are an error."""
+    if isinstance(extra_metrics, str):
+        raise ValueError(f"extra_metrics={extra_metrics!r} must be a list of metric names, not one string.")
+    builtin = {table: " or ".join(map(repr, names)) for table, names in METRIC_TABLES.items()}
+    own_tables = set(STREAMS) | set(REPORTS)
+    tables: Dict[str, Tuple[str, ...]] = {}
+    for name in extra_metrics:
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"extra_metrics has an empty or non-text name ({name!r}).")
+        table = metric_table_name(name)
+        if table in own_tables:
+            raise ValueError(
+                f"Extra metric {name!r} would load into `{table}`, one of the source's own tables."
+            )
+        if table in builtin:
+            raise ValueError(
+                f"Extra metric {name!r} would load into `{table}`, the table of the metric {builtin[table]}."
+            )
+        if table in tables and tables[table] != (name,):
+            raise ValueError(
+                f"Extra metrics {tables[table][0]!r} and {name!r} would both load into table `{table}`:"
+                " list each metric once (names are matched ignoring case)."
+            )
+        tables[table] = (name,)
+    if len(tables) > MAX_EXTRA_METRICS:
+        raise ValueError(
+            f"{len(tables)} extra metrics are more than the {MAX_EXTRA_METRICS} tables a run can have;"
+            " load the `events` table instead (every metric, with `metric_name`)."
+        )
+    return tables
 
 
 def _filter_time(value: datetime) -> str:
@@ -513,6 +595,7 @@ def _campaign_rows(client: KlaviyoClient, cursor: Incremental[Any], workers: int
 def _global_exclusion_rows(client: KlaviyoClient) -> Iterator[TDataItem]:
     """Profiles suppressed from all email, one row each, with the latest reason and its time."""
     yield dlt.mark.materialize_table_schema()
+    yield from _replace_where_merge_cannot_delete()
     seen = set()
     field = "subscriptions.email.marketing.suppression.reason"
     for reason in SUPPRESSION_REASONS:
@@ -543,6 +626,20 @@ MEMBERSHIPS: Dict[str, Tuple[str, str]] = {
 }
 
 
+def _replace_where_merge_cannot_delete() -> Iterator[TDataItem]:
+    """A snapshot table is replaced on destinations without a delete-insert merge (files without a
+    table format), where dlt would turn SNAPSHOT into an append that keeps every run's rows."""
+    try:
+        capabilities = dlt.current.pipeline().destination.capabilities()
+    except Exception:  # extract without a destination: the load decides with SNAPSHOT
+        return
+    strategies = capabilities.supported_merge_strategies
+    if capabilities.merge_strategies_selector is not None:
+        strategies = capabilities.merge_strategies_selector(strategies, table_schema={})
+    if "delete-insert" not in strategies:
+        yield dlt.mark.with_hints([], dlt.mark.make_hints(write_disposition="replace"))
+
+
 def _member_rows(client: KlaviyoClient, table: str, workers: int, membership: str) -> Iterator[TDataItem]:
     """Every member of every list (segment): the profile's columns, the parent's id, `joined_group_at`.
 
@@ -558,6 +655,7 @@ def _member_rows(client: KlaviyoClient, table: str, workers: int, membership: st
         for item in page.data
     ]
     if membership == "snapshot":
+        yield from _replace_where_merge_cannot_delete()
         reads = [functools.partial(_members_of, client, table, p, workers) for p in parents]
         yield from interleave(reads, workers)
         return
@@ -694,7 +792,7 @@ def _report_rows(
     table: str,
     client: KlaviyoClient,
     catalog: "MetricCatalog",
-    conversion_metric: str,
+    conversion: Tuple[str, Optional[str]],
     start: Optional[datetime],
     end: Optional[datetime],
     cursor: Optional[Incremental[Any]] = None,
@@ -706,9 +804,9 @@ def _report_rows(
     """
     yield dlt.mark.materialize_table_schema()
     report = REPORTS[table]
-    metric_ids = catalog.ids_for([conversion_metric])
-    if not metric_ids:
-        logger.warning(f"{table}: no metric named {conversion_metric!r} for conversions; skipped")
+    metric_id = catalog.conversion_metric_id(*conversion)
+    if metric_id is None:
+        logger.warning(f"{table}: no metric named {conversion[0]!r} for conversions; skipped")
         return
     now = datetime.now(timezone.utc)
     until = min(end or now, now)
@@ -722,7 +820,7 @@ def _report_rows(
     window_start = since
     while window_start < until:
         window_end = min(window_start + step, until)
-        body = _report_body(report, metric_ids[0], window_start, window_end)
+        body = _report_body(report, metric_id, window_start, window_end)
         try:
             for page in client.paginate(report.endpoint, body=body):
                 yield [row for document in page.data for row in _report_table_rows(report, document)]
@@ -758,35 +856,126 @@ def _report_table_rows(report: Report, document: Mapping[str, Any]) -> Iterator[
 
 
 class MetricCatalog:
-    """The account's metrics by name, read once per run and shared by all event tables."""
+    """The account's metrics, read once per run and shared by all event and report tables.
+
+    Names are matched the way Klaviyo users type them: exactly, else ignoring case when that finds
+    one name (said in a warning). A near miss of a name the user gave fails with the suggestion.
+    """
 
     def __init__(self, client: KlaviyoClient) -> None:
         self._client = client
         self._lock = threading.Lock()
-        self._by_name: Optional[Dict[str, List[Dict[str, Any]]]] = None
+        self._all: Optional[List[Dict[str, Any]]] = None
+        self._conversion: Dict[Tuple[str, Optional[str]], Optional[str]] = {}
 
-    def _metrics(self) -> Dict[str, List[Dict[str, Any]]]:
+    def _metrics(self) -> List[Dict[str, Any]]:
         with self._lock:
-            if self._by_name is None:
-                by_name: Dict[str, List[Dict[str, Any]]] = {}
-                for page in self._client.paginate("metrics"):
-                    for item in page.data:
-                        metric = to_row(item)
-                        by_name.setdefault(metric.get("name") or "", []).append(metric)
-                self._by_name = by_name
-            return self._by_name
+            if self._all is None:
+                self._all = [to_row(item) for page in self._client.paginate("metrics") for item in page.data]
+            return self._all
 
-    def ids_for(self, names: Iterable[str]) -> List[str]:
+    def named(self, name: str, strict: bool = False) -> List[Dict[str, Any]]:
+        """The metrics called `name`, or [] (with a warning; with `strict` an error on a near miss)."""
+        metrics = self._metrics()
+        exact = [m for m in metrics if m.get("name") == name]
+        if exact:
+            return exact
+        folded = [m for m in metrics if str(m.get("name") or "").casefold() == name.casefold()]
+        spellings = sorted({str(m.get("name")) for m in folded})
+        if len(spellings) > 1:
+            raise ValueError(
+                f"Metric name {name!r} matches {', '.join(map(repr, spellings))} ignoring case: give"
+                " the exact name."
+            )
+        if folded:
+            logger.warning(
+                f"No metric is named exactly {name!r}; using {spellings[0]!r} (same name ignoring case)."
+            )
+            return folded
+        close = difflib.get_close_matches(
+            name.casefold(), [str(m.get("name") or "").casefold() for m in metrics], n=3, cutoff=0.8
+        )
+        suggestions = sorted(
+            {str(m.get("name")) for m in metrics if str(m.get("name") or "").casefold() in close}
+        )
+        if strict and suggestions:
+            raise ValueError(
+                f"No metric named {name!r} in this account; did you mean {' or '.join(map(repr, suggestions))}?"
+                " Fix the name in extra_metrics (--extra-metrics)."
+            )
+        return []
+
+    def ids_for(self, names: Iterable[str], strict: bool = False) -> List[str]:
         """Metric ids for these names, preferring Klaviyo's own metric over same-named ones."""
         ids: List[str] = []
         for name in names:
-            candidates = self._metrics().get(name, [])
+            candidates = self.named(name, strict)
             builtin = [m for m in candidates if _integration_key(m) == KLAVIYO_INTEGRATION_KEY]
             ids.extend(m["id"] for m in (builtin or candidates))
         return ids
 
-    def suggestions(self, name: str) -> List[str]:
-        return difflib.get_close_matches(name, list(self._metrics()), n=3)
+    def conversion_metric_id(self, name: str, chosen_id: Optional[str]) -> Optional[str]:
+        """The metric the reports count as conversions, decided once per run and logged.
+
+        `chosen_id` (the `conversion_metric_id` option) wins. Otherwise, of the metrics called
+        `name` (accounts often have several "Placed Order", e.g. from integrations `api` and
+        `shopify`), the one with the most recent event: it is the one the store records now.
+        Ties (no events) go to Klaviyo's own integration, then to the smallest id.
+        """
+        key = (name, chosen_id)
+        with self._lock:
+            if key in self._conversion:
+                return self._conversion[key]
+        metrics = self._metrics()
+        if chosen_id:
+            if not any(m["id"] == chosen_id for m in metrics):
+                same_name = ", ".join(_describe_metric(m) for m in self.named(name)) or "none"
+                raise ValueError(
+                    f"conversion_metric_id={chosen_id!r} is not a metric of this account (metrics"
+                    f" named {name!r}: {same_name})."
+                )
+            choice: Optional[str] = chosen_id
+        else:
+            candidates = self.named(name)
+            latest = {m["id"]: self._latest_event(m["id"]) if len(candidates) > 1 else "" for m in candidates}
+            # the smallest id among equals: sorted() is stable, also in reverse, so order by id first
+            ranked = sorted(
+                sorted(candidates, key=lambda m: m["id"]),
+                key=lambda m: (latest[m["id"]] or "", _integration_key(m) == KLAVIYO_INTEGRATION_KEY),
+                reverse=True,
+            )
+            choice = ranked[0]["id"] if ranked else None
+            if len(ranked) > 1:
+                others = "; ".join(
+                    f"{_describe_metric(m)}, last event {latest[m['id']] or 'none'}" for m in ranked[1:]
+                )
+                logger.warning(
+                    f"Report tables count conversions of metric {_describe_metric(ranked[0])} (last event"
+                    f" {latest[choice] or 'none'}): of the {len(ranked)} metrics named {name!r} it has the"
+                    f" most recent event. Not used: {others}. Set conversion_metric_id to choose another."
+                )
+        with self._lock:
+            self._conversion[key] = choice
+        return choice
+
+    def _latest_event(self, metric_id: str) -> Optional[str]:
+        params = {
+            "filter": f'equals(metric_id,"{metric_id}")',
+            "sort": "-datetime",
+            "fields[event]": "datetime",
+        }
+        pages = self._client.paginate("events", params, page_size=1)
+        try:
+            page = next(pages, None)
+        finally:
+            pages.close()  # type: ignore[attr-defined]
+        if page is None or not page.data:
+            return None
+        return str((page.data[0].get("attributes") or {}).get("datetime") or "") or None
+
+
+def _describe_metric(metric: Mapping[str, Any]) -> str:
+    return f"{metric.get('name')!r} id {metric['id']} (integration {_integration_key(metric) or 'unknown'})"
 
 
 def _integration_key(metric: Mapping[str, Any]) -> Optional[str]:
@@ -800,16 +989,18 @@ def _metric_event_rows(
     names: Tuple[str, ...],
     cursor: Incremental[Any],
     workers: int,
+    strict: bool = False,
 ) -> Iterator[TDataItem]:
-    """Events of the named metric(s), oldest first, from the incremental cursor on."""
+    """Events of the named metric(s), oldest first, from the incremental cursor on.
+
+    `strict` (names the user gave) makes a near miss of a metric name an error instead of a warning.
+    """
     yield dlt.mark.materialize_table_schema()
-    metric_ids = catalog.ids_for(names)
+    metric_ids = catalog.ids_for(names, strict=strict)
     if not metric_ids:
-        hint = catalog.suggestions(names[0])
-        also = f"; similar names: {', '.join(hint)}" if hint else ""
         logger.warning(
             f"No metric named {' or '.join(repr(n) for n in names)} in this account: its table stays"
-            f" empty until Klaviyo records such an event{also}."
+            " empty until Klaviyo records such an event (Klaviyo creates a metric with its first event)."
         )
     for metric_id in metric_ids:
         yield from _read_split(

@@ -3,6 +3,8 @@
 import queue
 import random
 import re
+import socket
+import ssl
 import threading
 import time
 from collections import deque
@@ -62,6 +64,37 @@ class KlaviyoQuotaExhausted(KlaviyoError):
 
 class KlaviyoUnavailable(KlaviyoError):
     """5xx, timeouts, dropped connections or malformed bodies that outlasted every retry."""
+
+
+class KlaviyoConnectionError(KlaviyoError):
+    """The API cannot be reached in a way retrying cannot fix: TLS/certificate or name resolution."""
+
+
+def checked_api_key(api_key: Any) -> str:
+    """The key without surrounding whitespace, or a ValueError saying what is wrong with it.
+
+    Checked before any request: requests would put a key with a line break or a non-Latin-1
+    character into its exception text. The error describes the key and never contains it.
+    """
+    where = "`api_key` in .dlt/secrets.toml [sources.klaviyo] or SOURCES__KLAVIYO__API_KEY"
+    if not isinstance(api_key, str) or not api_key.strip():
+        raise ValueError(f"api_key is empty: set a Klaviyo private API key as {where}.")
+    key = api_key.strip()
+    if key.startswith("<") and key.endswith(">"):
+        raise ValueError(
+            f"api_key is still a placeholder (as `dlt init` writes it): replace it with a Klaviyo"
+            f" private API key (pk_...) as {where}."
+        )
+    for position, char in enumerate(key, start=1):
+        if char.isspace() or not (char.isascii() and char.isprintable()):
+            kind = (
+                "whitespace or a line break" if char.isspace() else "a character that is not printable ASCII"
+            )
+            raise ValueError(
+                f"api_key has {kind} at character {position} of {len(key)}: Klaviyo keys are"
+                f" printable ASCII. Copy the key again into {where} (the key is not shown here)."
+            )
+    return key
 
 
 class RetryPolicy(NamedTuple):
@@ -231,7 +264,14 @@ class KlaviyoSession(requests.Session):
                 requests.Timeout,
                 requests.exceptions.ChunkedEncodingError,
             ) as exc:
-                problem = f"connection failed ({type(exc).__name__})"
+                reason, permanent = _connection_problem(exc)
+                host = urlsplit(request.url or "").netloc
+                problem = f"cannot reach {host}: {reason}"
+                if permanent:
+                    raise KlaviyoConnectionError(
+                        f"{described}: {problem}. Retrying cannot fix this: check `base_url`"
+                        f" ({self.base_url}), the network's DNS and proxy, and its TLS certificates."
+                    ) from None
             else:
                 status = response.status_code
                 if status == 429:
@@ -251,8 +291,8 @@ class KlaviyoSession(requests.Session):
                 if status < 400:
                     try:
                         _cache_json(response)
-                    except ValueError:
-                        problem = f"HTTP {status} with a malformed JSON body"
+                    except ValueError as exc:
+                        problem = f"HTTP {status} with a malformed body ({exc})"
                     else:
                         return response
                 elif status >= 500:
@@ -272,6 +312,39 @@ class KlaviyoSession(requests.Session):
             time.sleep(backoff)
 
 
+def _connection_problem(exc: BaseException) -> Tuple[str, bool]:
+    """The innermost reason of a failed connection, and whether it is one retrying cannot fix.
+
+    requests wraps urllib3's error, which wraps the socket's or TLS's; their texts carry object
+    reprs and the whole URL, so the reason is taken from the innermost error instead.
+    """
+    seen: List[BaseException] = []
+    pending: List[Any] = [exc]
+    while pending:
+        error = pending.pop()
+        if not isinstance(error, BaseException) or any(error is e for e in seen):
+            continue
+        seen.append(error)
+        pending.extend([error.__cause__, error.__context__, getattr(error, "reason", None), *error.args])
+    for error in seen:
+        if isinstance(error, ssl.SSLCertVerificationError):
+            return f"TLS certificate verification failed ({error.verify_message or error.reason})", True
+    for error in seen:
+        if isinstance(error, socket.gaierror):
+            return f"name resolution failed ({error.strerror or error})", True
+    for error in seen:
+        if isinstance(error, ssl.SSLError):
+            return f"TLS handshake failed ({error.reason or type(error).__name__})", True
+    if any(isinstance(e, requests.exceptions.SSLError) for e in seen):
+        return "TLS handshake failed", True
+    for error in reversed(seen):
+        if isinstance(error, OSError) and error.strerror:
+            return error.strerror.lower(), False
+    if isinstance(exc, requests.Timeout):
+        return "timed out", False
+    return f"connection failed ({type(exc).__name__})", False
+
+
 def _retry_after_seconds(response: requests.Response) -> float:
     try:
         return max(1.0, float(response.headers.get("Retry-After", "1")))
@@ -280,11 +353,28 @@ def _retry_after_seconds(response: requests.Response) -> float:
 
 
 def _cache_json(response: requests.Response) -> None:
-    """Parses the body once; dlt's client and paginator both call `response.json()` again."""
-    document = json.loadb(response.content) if response.content else {}
+    """Parses the body once; dlt's client and paginator both call `response.json()` again.
+
+    A success carries a JSON:API document with `data`. Without it dlt's paginator finds no
+    `links.next` and ends the stream as if it were complete, so such a body is malformed and retried.
+    """
+    try:
+        document = json.loadb(response.content)
+    except ValueError:
+        raise ValueError("not JSON" if response.content else "empty") from None
     if not isinstance(document, dict):
         raise ValueError("not a JSON object")
+    if document.get("errors"):
+        raise ValueError(f"a JSON:API errors document: {_first_error_detail(document)}")
+    if "data" not in document:
+        raise ValueError("no `data` member")
     response.json = lambda **_: document  # type: ignore[method-assign]
+
+
+def _first_error_detail(document: Mapping[str, Any]) -> str:
+    errors = document.get("errors")
+    first = errors[0] if isinstance(errors, list) and errors and isinstance(errors[0], dict) else {}
+    return str(first.get("detail") or first.get("title") or "no detail")[:200]
 
 
 def _error_details(response: requests.Response) -> Tuple[str, Optional[str]]:

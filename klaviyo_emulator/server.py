@@ -66,6 +66,7 @@ class Fault:
     drop: bool = False
     bad_json: bool = False
     retry_after: int | None = None
+    body: dict[str, Any] | None = None  # a 200 whose body is this document instead (e.g. no `data`)
 
 
 @dataclass
@@ -1258,6 +1259,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
             if fault is not None and fault.bad_json:
                 fault_name = "bad_json"
                 payload = payload[: max(12, len(payload) // 2)] if len(payload) > 24 else b'{"data":[{"type":'
+            if fault is not None and fault.body is not None:
+                fault_name = "body"
+                payload = json.dumps(fault.body).encode()
             headers = {}
             if decision.limit:
                 headers = {
