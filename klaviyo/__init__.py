@@ -75,7 +75,7 @@ from .settings import (
     Report,
     Stream,
 )
-from .tables import PagesAsTables, TableShape, Window, quiet_json_hint_notice
+from .tables import PAGE_READS, PagesAsTables, TableShape, Window, quiet_json_hint_notice
 
 __all__ = ["klaviyo_source", "KlaviyoError"]
 
@@ -414,13 +414,14 @@ def _read_window(
     conditions = [*filters, *_bound_filters(stream, start, end)]
     if conditions:
         params["filter"] = ",".join(conditions)
-    for page in client.paginate(stream.endpoint, params, path_id):
-        rows = [to_row(item, stream.cursor) for item in page.data]
-        _add_included(rows, page.included)
-        if extra_columns:
-            for row in rows:
-                row.update(extra_columns)
-        yield rows
+    with PAGE_READS:
+        for page in client.paginate(stream.endpoint, params, path_id):
+            rows = [to_row(item, stream.cursor) for item in page.data]
+            _add_included(rows, page.included)
+            if extra_columns:
+                for row in rows:
+                    row.update(extra_columns)
+            yield rows
 
 
 def _add_included(rows: List[Dict[str, Any]], included: List[Dict[str, Any]]) -> None:

@@ -7,7 +7,9 @@ in a `json` column with Klaviyo's own keys. What does not fit, an attribute outs
 value of another type than the spec's, is kept as sent in `extra_attributes`, never dropped.
 """
 
+import gc
 import logging
+import threading
 from datetime import datetime, timezone
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple, Type
 
@@ -261,3 +263,39 @@ class _CappedArrowIncremental(ArrowIncremental):
         if self.last_value is not None and self.cap is not None and self.last_value > self.cap:
             self.last_value = self.cap
         return result
+
+
+class FewerCollections:
+    """While any page is being read, the garbage collector's first threshold is raised.
+
+    Decoding one page of 1,000 events makes some 20,000 dicts and lists, all alive until the page
+    is shaped; at Python's default threshold (700) that triggers dozens of collections per page,
+    each walking the page again, and promotes it to the oldest generation, whose full collections
+    walk the whole heap. Measured on one page: 14 ms to decode with the default, 5 ms without
+    collections. The cyclic collector still runs, every 50,000 allocations; the previous
+    thresholds come back when the last read ends. It is process-wide, as every gc setting is.
+    """
+
+    THRESHOLD = 50_000
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._readers = 0
+        self._saved: Tuple[int, int, int] = gc.get_threshold()
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if self._readers == 0:
+                self._saved = gc.get_threshold()
+                if 0 < self._saved[0] < self.THRESHOLD:
+                    gc.set_threshold(self.THRESHOLD, *self._saved[1:])
+            self._readers += 1
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._readers -= 1
+            if self._readers == 0:
+                gc.set_threshold(*self._saved)
+
+
+PAGE_READS = FewerCollections()
