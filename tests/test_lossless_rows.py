@@ -185,3 +185,15 @@ def test_a_value_of_another_type_than_the_spec_says_is_kept_in_extra_attributes(
     assert zip_code is None
     assert json.loads(extra) == {"location": {"zip": 2139, "floor": "3rd"}}
     assert others == 1
+
+
+def test_the_readmes_duckdb_queries_find_the_properties(emulator: Any, pipeline: dlt.Pipeline) -> None:
+    ids = seed_bags(emulator.account)
+    pipeline.run(source_for(emulator).with_resources("profiles", "events"))
+    block = (Path(__file__).resolve().parent.parent / "README.md").read_text().split("```sql\n")[1]
+    profiles_query, events_query = [s for s in block.split("```")[0].split(";") if s.strip()]
+    with pipeline.sql_client() as client:
+        by_id = {row[0]: row[1:] for row in client.execute_sql(profiles_query)}
+        order_values = {row[0] for row in client.execute_sql(events_query)}
+    assert by_id[ids["profiles"][0]] == ("James", "jim", "ゴールド")
+    assert "12" in order_values and "12.50" in order_values
