@@ -39,7 +39,9 @@ from typing import (
 from urllib.parse import urlsplit
 
 import dlt
+import pyarrow as pa
 from anyascii import anyascii
+from dlt.common import json as dlt_json
 from dlt.common import logger
 from dlt.common.schema.typing import TColumnSchema, TWriteDispositionConfig
 from dlt.common.time import ensure_pendulum_datetime
@@ -58,6 +60,7 @@ from .client import (
 )
 from .settings import (
     CAMPAIGN_CHANNELS,
+    COLUMN_TYPES,
     COUPONS_PER_REQUEST,
     DEFAULT_BASE_URL,
     DEFAULT_CONVERSION_METRIC,
@@ -79,6 +82,7 @@ from .settings import (
     Report,
     Stream,
 )
+from .tables import PAGE_READS, PagesAsTables, TableShape, Window, quiet_json_hint_notice
 
 __all__ = ["klaviyo_source", "KlaviyoError", "metric_table_name", "metric_tables_for"]
 
@@ -108,14 +112,6 @@ SNAPSHOT: TWriteDispositionConfig = {
     "strategy": "delete-insert",
     "destination_scope": "1 = 1",
 }
-
-# Klaviyo's list-valued profile attributes, kept as JSON columns: with nested child tables dlt
-# 1.31's merge inserts the root rows by `_dlt_id`, which a job run twice gives both copies of.
-PROFILE_LIST_COLUMNS: Dict[str, TColumnSchema] = {
-    "subscriptions__email__marketing__suppression": {"data_type": "json"},
-    "subscriptions__email__marketing__list_suppressions": {"data_type": "json"},
-}
-PROFILE_TABLES = ("profiles", "global_exclusions", "list_members", "segment_members")
 
 
 @dlt.source(name="klaviyo")
@@ -215,7 +211,7 @@ def klaviyo_source(
         steps back from the newest row instead, which a single future-dated event would defeat.
         """
         initial = start or (BEGINNING_OF_TIME if end else None)
-        return dlt.sources.incremental(
+        return Window(
             cursor,
             initial_value=initial,
             end_value=end,
@@ -281,19 +277,31 @@ def klaviyo_source(
     return resources + optional
 
 
-def _resource(stream_name: str, rows: Any, *args: Any, table_name: Optional[str] = None) -> DltResource:
+def _resource(
+    stream_name: str,
+    rows: Any,
+    *args: Any,
+    table_name: Optional[str] = None,
+    column_types: Optional[Mapping[str, Any]] = None,
+) -> DltResource:
     """Wraps a row generator as a resource with the stream's key, disposition and typed columns."""
     stream = STREAMS[stream_name]
     table = table_name or stream_name
-    list_columns = PROFILE_LIST_COLUMNS if stream_name in PROFILE_TABLES else {}
-    return dlt.resource(
+    resource = dlt.resource(
         rows,
         name=table,
         primary_key=list(stream.primary_key),
         write_disposition=SNAPSHOT if stream.write_disposition == "replace" else stream.write_disposition,
-        columns={**TABLE_COLUMNS[stream_name], **list_columns},
+        columns=TABLE_COLUMNS[stream_name],
         parallelized=True,  # tables extract side by side on dlt's worker threads
     )(*args)
+    return _as_tables(resource, column_types or COLUMN_TYPES[stream_name])
+
+
+def _as_tables(resource: DltResource, column_types: Mapping[str, Any]) -> DltResource:
+    """Each page leaves the generator as an Arrow table of the stream's columns (see tables.py)."""
+    quiet_json_hint_notice(resource.name)
+    return resource.add_step(PagesAsTables(TableShape(column_types)), insert_at=1)
 
 
 def _report(table: str, *args: Any) -> DltResource:
@@ -312,7 +320,8 @@ def _report(table: str, *args: Any) -> DltResource:
 
 
 def _members(table: str, client: KlaviyoClient, workers: int, membership: str) -> DltResource:
-    resource = _resource(table, _member_rows, client, table, workers, membership)
+    columns = {**COLUMN_TYPES[table], "removed_at": "timestamp"} if membership == "incremental" else None
+    resource = _resource(table, _member_rows, client, table, workers, membership, column_types=columns)
     if membership == "incremental":
         resource.apply_hints(
             write_disposition="merge", columns={"removed_at": {"data_type": "timestamp", "nullable": True}}
@@ -325,7 +334,7 @@ def _children(
 ) -> DltResource:
     """A table read per row of `parent` (only the parents this run loads, so fan-outs stay small)."""
     stream = STREAMS[table]
-    return dlt.transformer(
+    resource = dlt.transformer(
         _child_rows,
         data_from=parent,
         name=table,
@@ -334,6 +343,7 @@ def _children(
         columns=TABLE_COLUMNS[table],
         parallelized=True,
     )(client, table, parent_key, workers)
+    return _as_tables(resource, COLUMN_TYPES[table])
 
 
 def _capped_max(cap: datetime) -> Callable[[Sequence[Any]], Any]:
@@ -342,6 +352,7 @@ def _capped_max(cap: datetime) -> Callable[[Sequence[Any]], Any]:
     def capped_max(values: Sequence[Any]) -> Any:
         return min(max(values), cap)
 
+    capped_max.cap = cap  # type: ignore[attr-defined]  # Window applies it to Arrow tables
     return capped_max
 
 
@@ -445,7 +456,9 @@ def _bound_filters(stream: Stream, start: Optional[datetime], end: Optional[date
 def to_row(item: Mapping[str, Any], cursor: Optional[str] = None) -> Dict[str, Any]:
     """A JSON:API resource as a table row: `id`, every attribute, `<relation>_id` for to-one relations."""
     row: Dict[str, Any] = {"id": item.get("id")}
-    row.update(item.get("attributes") or {})
+    attributes = item.get("attributes")
+    if attributes:
+        row.update(attributes)
     for name, relation in (item.get("relationships") or {}).items():
         if not isinstance(relation, dict) or "data" not in relation:
             continue
@@ -454,10 +467,15 @@ def to_row(item: Mapping[str, Any], cursor: Optional[str] = None) -> Dict[str, A
             if name == "attributions":  # resolved from `included` by _add_included
                 row["attribution_ids"] = [r.get("id") for r in related]
         else:
-            row[name.replace("-", "_") + "_id"] = related.get("id") if related else None
+            row[_relation_column(name)] = related.get("id") if related else None
     if cursor and isinstance(row.get(cursor), str):
         row[cursor] = datetime.fromisoformat(row[cursor].replace("Z", "+00:00"))
     return row
+
+
+@functools.lru_cache(maxsize=256)
+def _relation_column(relation: str) -> str:
+    return relation.replace("-", "_") + "_id"
 
 
 def _read(
@@ -489,25 +507,30 @@ def _read_window(
     conditions = [*filters, *_bound_filters(stream, start, end)]
     if conditions:
         params["filter"] = ",".join(conditions)
-    for page in client.paginate(stream.endpoint, params, path_id):
-        rows = [to_row(item, stream.cursor) for item in page.data]
-        _add_included(rows, page.included)
-        if extra_columns:
-            for row in rows:
-                row.update(extra_columns)
-        yield rows
+    with PAGE_READS:
+        for page in client.paginate(stream.endpoint, params, path_id):
+            rows = [to_row(item, stream.cursor) for item in page.data]
+            _add_included(rows, page.included)
+            if extra_columns:
+                for row in rows:
+                    row.update(extra_columns)
+            yield rows
 
 
 def _add_included(rows: List[Dict[str, Any]], included: List[Dict[str, Any]]) -> None:
     """Resolves what `include=` brought along into plain columns: an event's metric name and
     integration, and what the event is attributed to (campaign or flow, message, earlier event)."""
-    metrics = {i["id"]: i.get("attributes") or {} for i in included if i.get("type") == "metric"}
+    metrics = {
+        i["id"]: {"metric_name": attributes.get("name"), "metric_integration": _integration_key(attributes)}
+        for i in included
+        if i.get("type") == "metric"
+        for attributes in [i.get("attributes") or {}]
+    }
     attributions = {i["id"]: to_row(i) for i in included if i.get("type") == "attribution"}
     for row in rows:
         metric = metrics.get(row.get("metric_id"))
         if metric is not None:
-            row["metric_name"] = metric.get("name")
-            row["metric_integration"] = _integration_key(metric)
+            row.update(metric)
         for attribution_id in row.pop("attribution_ids", ()):
             attribution = attributions.get(attribution_id)
             if attribution is not None:  # the first one: Klaviyo credits one message per event
@@ -738,11 +761,17 @@ def _current_rows_in_destination(table: str) -> Optional[List[Dict[str, Any]]]:
     except Exception as exc:  # no table yet, or no SQL client for this destination
         logger.info(f"{table}: no loaded members to compare with ({type(exc).__name__})")
         return None
-    return [
+    json_columns = [name for name, data_type in COLUMN_TYPES[table].items() if data_type == "json"]
+    current = [
         {name: value for name, value in row.items() if not name.startswith("_dlt")}
         for row in rows
         if row.get("removed_at") is None
     ]
+    for row in current:  # JSON columns read back as text: decoded, so they are written as they were
+        for name in json_columns:
+            if isinstance(row.get(name), str):
+                row[name] = dlt_json.loads(row[name])
+    return current
 
 
 def _members_of(client: KlaviyoClient, table: str, parent_id: str, workers: int) -> Iterator[List[TDataItem]]:
@@ -760,11 +789,15 @@ def _child_rows(
     parents: List[TDataItem], client: KlaviyoClient, table: str, parent_key: str, workers: int
 ) -> Iterator[TDataItem]:
     """The children of each parent row this run loaded (flow actions of updated flows, ...)."""
-    if not isinstance(parents, list):  # dlt's marker that materializes the parent's empty table
+    if isinstance(parents, pa.Table):
+        parent_ids = parents.column("id").to_pylist()
+    elif isinstance(parents, list):
+        parent_ids = [row["id"] for row in parents]
+    else:  # dlt's marker that materializes the parent's empty table
         return
     reads = [
-        functools.partial(_read, client, STREAMS[table], path_id=row["id"], columns={parent_key: row["id"]})
-        for row in parents
+        functools.partial(_read, client, STREAMS[table], path_id=parent_id, columns={parent_key: parent_id})
+        for parent_id in parent_ids
     ]
     yield from interleave(reads, workers)
 

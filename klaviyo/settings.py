@@ -228,8 +228,13 @@ SUPPRESSION_REASONS = (
     "USER_SUPPRESSED",
 )
 
-# Typed base columns of each stream's table, so every table exists with the right types even when
-# Klaviyo returns no rows for it. Further attributes become columns as they appear.
+# The columns of each stream's table: every attribute the spec of this revision defines, typed as the
+# spec types it (nested objects it defines are flattened to `parent__child`), plus the columns the
+# source adds (relations as `<name>_id`, parent ids, resolved names). `json` columns hold what the
+# spec leaves free-form (customer-defined `properties` / `event_properties`, definitions, lists)
+# with keys exactly as Klaviyo spells them. Anything a page holds beyond this, or a value that does
+# not fit its column's type, is kept in `extra_attributes` (JSON, as Klaviyo sent it).
+EXTRA_ATTRIBUTES = "extra_attributes"
 _PROFILE_COLUMNS: Dict[str, TDataType] = {
     "id": "text",
     "email": "text",
@@ -244,10 +249,89 @@ _PROFILE_COLUMNS: Dict[str, TDataType] = {
     "created": "timestamp",
     "updated": "timestamp",
     "last_event_date": "timestamp",
+    "location__address1": "text",
+    "location__address2": "text",
+    "location__city": "text",
+    "location__country": "text",
+    "location__latitude": "json",  # the spec allows a string or a number
+    "location__longitude": "json",
+    "location__region": "text",
+    "location__zip": "text",
+    "location__timezone": "text",
+    "location__ip": "text",
+    "properties": "json",
+}
+# `additional-fields[profile]=subscriptions`, per channel and kind: the spec's fields of each
+_SUBSCRIPTION_FIELDS: Dict[str, Dict[str, TDataType]] = {
+    "email__marketing": {
+        "can_receive_email_marketing": "bool",
+        "consent": "text",
+        "consent_timestamp": "timestamp",
+        "last_updated": "timestamp",
+        "method": "text",
+        "method_detail": "text",
+        "custom_method_detail": "text",
+        "double_optin": "bool",
+        "suppression": "json",
+        "list_suppressions": "json",
+    },
+    "email__open_tracking": {
+        "consent": "text",
+        "consent_timestamp": "timestamp",
+        "last_updated": "timestamp",
+        "created_timestamp": "timestamp",
+        "metadata": "json",
+        "can_receive": "bool",
+        "valid_until": "timestamp",
+    },
+    "sms__marketing": {
+        "can_receive_sms_marketing": "bool",
+        "consent": "text",
+        "consent_timestamp": "timestamp",
+        "method": "text",
+        "method_detail": "text",
+        "last_updated": "timestamp",
+    },
+    "sms__transactional": {
+        "can_receive_sms_transactional": "bool",
+        "consent": "text",
+        "consent_timestamp": "timestamp",
+        "method": "text",
+        "method_detail": "text",
+        "last_updated": "timestamp",
+    },
+    "mobile_push__marketing": {
+        "can_receive_push_marketing": "bool",
+        "consent": "text",
+        "consent_timestamp": "timestamp",
+    },
+    **{
+        f"whatsapp__{kind}": {
+            "consent": "text",
+            "consent_timestamp": "timestamp",
+            "last_updated": "timestamp",
+            "created_timestamp": "timestamp",
+            "metadata": "json",
+            "can_receive": "bool",
+            "valid_until": "timestamp",
+            "phone_number": "text",
+        }
+        for kind in ("marketing", "transactional", "conversational")
+    },
+}
+_SUBSCRIPTION_COLUMNS: Dict[str, TDataType] = {
+    f"subscriptions__{group}__{name}": data_type
+    for group, fields in _SUBSCRIPTION_FIELDS.items()
+    for name, data_type in fields.items()
 }
 _COLUMN_TYPES: Dict[str, Dict[str, TDataType]] = {
-    "profiles": _PROFILE_COLUMNS,
-    "global_exclusions": {**_PROFILE_COLUMNS, "reason": "text", "suppressed_at": "timestamp"},
+    "profiles": {**_PROFILE_COLUMNS, **_SUBSCRIPTION_COLUMNS},
+    "global_exclusions": {
+        **_PROFILE_COLUMNS,
+        **_SUBSCRIPTION_COLUMNS,
+        "reason": "text",
+        "suppressed_at": "timestamp",
+    },
     "lists": {
         "id": "text",
         "name": "text",
@@ -266,8 +350,19 @@ _COLUMN_TYPES: Dict[str, Dict[str, TDataType]] = {
         "scheduled_at": "timestamp",
         "updated_at": "timestamp",
         "send_time": "timestamp",
+        "audiences__included": "json",
+        "audiences__excluded": "json",
+        "send_options": "json",
+        "tracking_options": "json",
+        "send_strategy": "json",
     },
-    "metrics": {"id": "text", "name": "text", "created": "timestamp", "updated": "timestamp"},
+    "metrics": {
+        "id": "text",
+        "name": "text",
+        "created": "timestamp",
+        "updated": "timestamp",
+        "integration": "json",
+    },
     "segments": {
         "id": "text",
         "name": "text",
@@ -276,6 +371,7 @@ _COLUMN_TYPES: Dict[str, Dict[str, TDataType]] = {
         "is_active": "bool",
         "is_processing": "bool",
         "is_starred": "bool",
+        "definition": "json",
     },
     "segment_members": {**_PROFILE_COLUMNS, "segment_id": "text", "joined_group_at": "timestamp"},
     "campaign_messages": {
@@ -283,6 +379,8 @@ _COLUMN_TYPES: Dict[str, Dict[str, TDataType]] = {
         "campaign_id": "text",
         "created_at": "timestamp",
         "updated_at": "timestamp",
+        "definition": "json",
+        "send_times": "json",
     },
     "flows": {
         "id": "text",
@@ -293,18 +391,29 @@ _COLUMN_TYPES: Dict[str, Dict[str, TDataType]] = {
         "created": "timestamp",
         "updated": "timestamp",
     },
-    "flow_actions": {"id": "text", "flow_id": "text", "created": "timestamp", "updated": "timestamp"},
+    "flow_actions": {
+        "id": "text",
+        "flow_id": "text",
+        "created": "timestamp",
+        "updated": "timestamp",
+        "definition": "json",
+    },
     "flow_messages": {
         "id": "text",
         "flow_action_id": "text",
         "channel": "text",
         "created": "timestamp",
         "updated": "timestamp",
+        "definition": "json",
     },
     "templates": {
         "id": "text",
         "name": "text",
         "editor_type": "text",
+        "html": "text",
+        "text": "text",
+        "amp": "text",
+        "definition": "json",
         "created": "timestamp",
         "updated": "timestamp",
     },
@@ -314,7 +423,13 @@ _COLUMN_TYPES: Dict[str, Dict[str, TDataType]] = {
         "id": "text",
         "external_id": "text",
         "title": "text",
+        "description": "text",
         "price": "double",
+        "url": "text",
+        "image_full_url": "text",
+        "image_thumbnail_url": "text",
+        "images": "json",
+        "custom_metadata": "json",
         "published": "bool",
         "created": "timestamp",
         "updated": "timestamp",
@@ -324,14 +439,21 @@ _COLUMN_TYPES: Dict[str, Dict[str, TDataType]] = {
         "external_id": "text",
         "sku": "text",
         "title": "text",
-        "price": "double",
+        "description": "text",
+        "inventory_policy": "bigint",
         "inventory_quantity": "double",
+        "price": "double",
+        "url": "text",
+        "image_full_url": "text",
+        "image_thumbnail_url": "text",
+        "images": "json",
+        "custom_metadata": "json",
         "published": "bool",
         "created": "timestamp",
         "updated": "timestamp",
     },
     "catalog_categories": {"id": "text", "external_id": "text", "name": "text", "updated": "timestamp"},
-    "coupons": {"id": "text", "external_id": "text", "description": "text"},
+    "coupons": {"id": "text", "external_id": "text", "description": "text", "monitor_configuration": "json"},
     "coupon_codes": {
         "id": "text",
         "unique_code": "text",
@@ -362,6 +484,7 @@ _COLUMN_TYPES: Dict[str, Dict[str, TDataType]] = {
         "datetime": "timestamp",
         "timestamp": "bigint",
         "uuid": "text",
+        "event_properties": "json",
         "metric_id": "text",
         "profile_id": "text",
         "metric_name": "text",
@@ -376,8 +499,11 @@ _COLUMN_TYPES: Dict[str, Dict[str, TDataType]] = {
 _COLUMN_TYPES["metric_events"] = {
     name: data_type
     for name, data_type in _COLUMN_TYPES["events"].items()
-    if name in ("id", "datetime", "timestamp", "uuid", "metric_id", "profile_id")
+    if name in ("id", "datetime", "timestamp", "uuid", "event_properties", "metric_id", "profile_id")
 }
+for _columns in _COLUMN_TYPES.values():
+    _columns[EXTRA_ATTRIBUTES] = "json"
+COLUMN_TYPES: Mapping[str, Mapping[str, TDataType]] = _COLUMN_TYPES
 TABLE_COLUMNS: Dict[str, Dict[str, TColumnSchema]] = {
     stream: {name: {"data_type": data_type} for name, data_type in columns.items()}
     for stream, columns in _COLUMN_TYPES.items()
