@@ -221,6 +221,16 @@ def test_the_backfill_is_four_independent_range_tasks_per_account_before_the_inc
         assert all(backfill.tries[t.task_id][0] == "success" for t in range_tasks + incremental)
 
 
+def test_the_accounts_load_in_task_groups_that_do_not_wait_for_each_other(dags: Any) -> None:
+    for dag in (dags.module.backfill, dags.module.daily):
+        brand_a = {t.task_id for t in dag.tasks if t.task_id.startswith("klaviyo_brand_a.")}
+        brand_b = {t.task_id for t in dag.tasks if t.task_id.startswith("klaviyo_brand_b.")}
+        assert brand_a and brand_b and len(brand_a) + len(brand_b) == len(dag.tasks)
+        for task_id in brand_a:
+            assert not dag.task_dict[task_id].get_flat_relative_ids(upstream=True) & brand_b
+            assert not dag.task_dict[task_id].get_flat_relative_ids(upstream=False) & brand_b
+
+
 def test_the_range_tasks_read_their_ranges_and_the_incremental_tasks_start_where_they_end(
     backfill: Any, accounts: Dict[str, Any]
 ) -> None:
