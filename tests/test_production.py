@@ -1,4 +1,4 @@
-"""In production: several accounts side by side, and the example Airflow DAG."""
+"""In production: several accounts side by side (the Airflow DAGs: tests/test_airflow_dag.py)."""
 
 from pathlib import Path
 
@@ -6,8 +6,6 @@ import duckdb
 import pytest
 
 from klaviyo_emulator import AccountSpec, EmulatorConfig, run_emulator
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 def profile_count(folder: Path, account: str) -> int:
@@ -51,23 +49,3 @@ def test_two_accounts_load_side_by_side_and_a_failing_one_is_named(
             e.query.get("filter", "") for e in brand_a.request_log if e.path.endswith("/profiles")
         ]
         assert profile_filters and all("greater-than(updated," in f for f in profile_filters)
-
-
-def test_the_example_airflow_dag_imports_and_has_a_task_group_per_account(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    pytest.importorskip(
-        "airflow", reason="Airflow is not installed here; `pip install apache-airflow` to check the DAG"
-    )
-    from airflow.models import DagBag
-
-    for account in ("BRAND_A", "BRAND_B"):  # as Airflow's environment would hold them
-        monkeypatch.setenv(f"SOURCES__KLAVIYO__ACCOUNTS__{account}", f"pk_{account.lower()}_key")
-    bag = DagBag(dag_folder=str(REPO / "examples"), include_examples=False)
-    assert bag.import_errors == {}
-    dag = bag.dags.get("load_klaviyo")  # from the parsed files, without a metadata database
-    assert dag is not None
-    groups = {task.task_id.split(".")[0] for task in dag.tasks}
-    assert groups == {"klaviyo_brand_a", "klaviyo_brand_b"}
-    # decomposed: each account's tables run as several tasks, not one
-    assert sum(task.task_id.startswith("klaviyo_brand_a.") for task in dag.tasks) > 1
