@@ -59,7 +59,7 @@ import dlt  # noqa: E402
 import requests  # noqa: E402
 
 import klaviyo  # noqa: E402
-from klaviyo import klaviyo_source  # noqa: E402
+from klaviyo import BATCH_ROWS, klaviyo_source  # noqa: E402
 from klaviyo.client import KlaviyoClient, RequestStats  # noqa: E402
 from klaviyo.settings import ENDPOINTS  # noqa: E402
 
@@ -343,7 +343,7 @@ def events_hints() -> Tuple[str, Dict[str, Any]]:
 
 def memory_resource(pages: Sequence[Page], dicts: bool = False) -> Any:
     # the same primary key, disposition and column hints as the source's `events` resource, and
-    # pages of 1000 rows like the API's; no incremental, no HTTP: what dlt itself costs for these rows.
+    # items of BATCH_ROWS rows like the source's; no incremental, no HTTP: what dlt itself costs for these rows.
     # As dicts, `event_properties` is a nested object as a dict-yielding source hands it to dlt, so
     # dlt normalises it row by row into columns (what this source did before it yielded Arrow).
     disposition, columns = events_hints()
@@ -361,8 +361,8 @@ def memory_resource(pages: Sequence[Page], dicts: bool = False) -> Any:
 
 
 def capture_event_pages(base_url: str, workers: int) -> List[Any]:
-    """Every table the source's `events` resource yields, collected once (not timed), re-cut into
-    pages of 1000 rows sorted by `datetime` like the API's.
+    """Every table the source's `events` resource yields, collected once (not timed), sorted by
+    `datetime` like the API's pages and re-cut into the source's batches of BATCH_ROWS rows.
 
     Why this is the fair floor: these are the very tables the source produces (its own `to_row`, the
     metric columns from `include=metric`, its fixed schema), taken by iterating the resource itself,
@@ -375,7 +375,7 @@ def capture_event_pages(base_url: str, workers: int) -> List[Any]:
     source = klaviyo_source(api_key=API_KEY, base_url=base_url, workers=workers)
     tables = [item for item in source.resources["events"] if isinstance(item, pa.Table)]
     table = pa.concat_tables(tables).sort_by([("datetime", "ascending"), ("id", "ascending")])
-    return [table.slice(i, 1000) for i in range(0, table.num_rows, 1000)]
+    return [table.slice(i, BATCH_ROWS) for i in range(0, table.num_rows, BATCH_ROWS)]
 
 
 def as_dict_pages(pages: Sequence[Any]) -> List[Rows]:
