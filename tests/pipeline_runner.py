@@ -5,7 +5,7 @@
 The API key comes from SOURCES__KLAVIYO__API_KEY, as a user's would; KLAVIYO_TEST_FILE_FORMAT
 picks the loader file format (dlt's default otherwise).
 
-With KLAVIYO_TEST_KILL_AFTER_JOB=<table>.<file format> (e.g. `list_members.sql`, `profiles.insert_values`)
+With KLAVIYO_TEST_KILL_AFTER_JOB=<table>.<file format> (e.g. `list_members.sql`, `profiles.parquet`)
 the process SIGKILLs its process group the moment the first such load job has committed in the
 destination but before dlt records it as done: the window in which dlt's loader runs the job again.
 """
