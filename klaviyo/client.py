@@ -29,7 +29,7 @@ import requests
 from dlt.common import json, logger  # dlt's json is orjson: pages of 1,000 events parse faster
 from dlt.common.configuration import resolve_configuration
 from dlt.common.configuration.specs import RuntimeConfiguration
-from dlt.sources.helpers.rest_client import RESTClient
+from dlt.sources.helpers.rest_client.client import RESTClient
 from dlt.sources.helpers.rest_client.paginators import JSONLinkPaginator
 from requests.adapters import HTTPAdapter
 

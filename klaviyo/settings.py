@@ -7,7 +7,8 @@ Values come from Klaviyo's OpenAPI spec for revision 2026-07-15 (`x-klaviyo-rate
 from dataclasses import dataclass, field
 from typing import Dict, Mapping, Optional, Tuple
 
-from dlt.common.schema.typing import TColumnSchema, TDataType, TWriteDisposition
+from dlt.common.data_types import TDataType
+from dlt.common.schema.typing import TColumnSchema, TWriteDisposition
 
 DEFAULT_BASE_URL = "https://a.klaviyo.com/api"
 DEFAULT_REVISION = "2026-07-15"

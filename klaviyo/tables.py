@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple, Typ
 import orjson  # what dlt's own json uses; bags hold only JSON types, so no encoder hooks are needed
 import pyarrow as pa
 import pyarrow.compute as pc
-from dlt.common.schema.typing import TDataType
+from dlt.common.data_types import TDataType
 from dlt.extract.incremental import Incremental
 from dlt.extract.incremental.transform import ArrowIncremental, IncrementalTransform
 from dlt.extract.items_transform import ItemTransform

@@ -26,3 +26,9 @@ def test_code_is_ruff_formatted() -> None:
 def test_mypy_finds_no_type_errors() -> None:
     result = run_tool("mypy")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_source_package_passes_mypy_strict() -> None:
+    # klaviyo/ is what `dlt init` copies into users' projects: held to --strict
+    result = run_tool("mypy", "--strict", "klaviyo")
+    assert result.returncode == 0, result.stdout + result.stderr
