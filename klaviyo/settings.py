@@ -262,6 +262,16 @@ _PROFILE_COLUMNS: Dict[str, TDataType] = {
     "location__ip": "text",
     "properties": "json",
 }
+# the consent fields the spec gives email open tracking and each WhatsApp kind alike
+_CHANNEL_CONSENT: Dict[str, TDataType] = {
+    "consent": "text",
+    "consent_timestamp": "timestamp",
+    "last_updated": "timestamp",
+    "created_timestamp": "timestamp",
+    "metadata": "json",
+    "can_receive": "bool",
+    "valid_until": "timestamp",
+}
 # `additional-fields[profile]=subscriptions`, per channel and kind: the spec's fields of each
 _SUBSCRIPTION_FIELDS: Dict[str, Dict[str, TDataType]] = {
     "email__marketing": {
@@ -276,30 +286,17 @@ _SUBSCRIPTION_FIELDS: Dict[str, Dict[str, TDataType]] = {
         "suppression": "json",
         "list_suppressions": "json",
     },
-    "email__open_tracking": {
-        "consent": "text",
-        "consent_timestamp": "timestamp",
-        "last_updated": "timestamp",
-        "created_timestamp": "timestamp",
-        "metadata": "json",
-        "can_receive": "bool",
-        "valid_until": "timestamp",
-    },
-    "sms__marketing": {
-        "can_receive_sms_marketing": "bool",
-        "consent": "text",
-        "consent_timestamp": "timestamp",
-        "method": "text",
-        "method_detail": "text",
-        "last_updated": "timestamp",
-    },
-    "sms__transactional": {
-        "can_receive_sms_transactional": "bool",
-        "consent": "text",
-        "consent_timestamp": "timestamp",
-        "method": "text",
-        "method_detail": "text",
-        "last_updated": "timestamp",
+    "email__open_tracking": _CHANNEL_CONSENT,
+    **{
+        f"sms__{kind}": {
+            f"can_receive_sms_{kind}": "bool",
+            "consent": "text",
+            "consent_timestamp": "timestamp",
+            "method": "text",
+            "method_detail": "text",
+            "last_updated": "timestamp",
+        }
+        for kind in ("marketing", "transactional")
     },
     "mobile_push__marketing": {
         "can_receive_push_marketing": "bool",
@@ -307,16 +304,7 @@ _SUBSCRIPTION_FIELDS: Dict[str, Dict[str, TDataType]] = {
         "consent_timestamp": "timestamp",
     },
     **{
-        f"whatsapp__{kind}": {
-            "consent": "text",
-            "consent_timestamp": "timestamp",
-            "last_updated": "timestamp",
-            "created_timestamp": "timestamp",
-            "metadata": "json",
-            "can_receive": "bool",
-            "valid_until": "timestamp",
-            "phone_number": "text",
-        }
+        f"whatsapp__{kind}": {**_CHANNEL_CONSENT, "phone_number": "text"}
         for kind in ("marketing", "transactional", "conversational")
     },
 }
