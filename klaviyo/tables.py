@@ -17,6 +17,7 @@ import orjson  # what dlt's own json uses; bags hold only JSON types, so no enco
 import pyarrow as pa
 import pyarrow.compute as pc
 from dlt.common.data_types import TDataType
+from dlt.extract.extractors import MaterializedEmptyList
 from dlt.extract.incremental import Incremental
 from dlt.extract.incremental.transform import ArrowIncremental, IncrementalTransform
 from dlt.extract.items_transform import ItemTransform
@@ -227,7 +228,12 @@ class PagesAsTables(ItemTransform[Any, Dict[str, Any]]):
     def __call__(self, item: Any, meta: Any = None) -> Any:
         if isinstance(item, list) and item and isinstance(item[0], dict):
             return self.shape.table(item)
-        return item  # dlt's markers and empty pages pass as they are
+        if isinstance(item, MaterializedEmptyList):
+            # the table of a run without rows gets the same columns as one with rows: dlt's own
+            # marker would give it `_dlt_load_id`/`_dlt_id` NOT NULL, which another pipeline on
+            # the same dataset (a backfill range, an Airflow task) cannot add once rows exist
+            return self.shape.table([])
+        return item  # other markers and empty pages pass as they are
 
 
 class Window(Incremental[Any]):
