@@ -284,3 +284,26 @@ def test_a_large_list_is_read_in_parallel_windows_with_every_member_once(tmp_pat
     loaded = column_values(pipeline, "list_members", "list_id || '/' || id")
     assert len(loaded) == len(set(loaded)) == len(expected)
     assert set(loaded) == {f"{list_id}/{member}" for list_id, member in expected}
+
+
+@pytest.mark.parametrize("table", ["lists", "click", "profiles"])
+def test_a_second_pipeline_on_the_dataset_whose_range_has_no_rows_loads_beside_the_first(
+    emulator: Any, tmp_path: Path, table: str
+) -> None:
+    """Backfill ranges and Airflow tasks are pipelines of their own on one dataset: one whose range
+    is empty must not change the table that another one filled (it used to add NOT NULL columns)."""
+
+    def pipeline_named(name: str) -> dlt.Pipeline:
+        return dlt.pipeline(
+            pipeline_name=name,
+            pipelines_dir=str(tmp_path / "pipelines"),
+            destination=dlt.destinations.duckdb(str(tmp_path / "shared.duckdb")),
+            dataset_name="klaviyo_data",
+        )
+
+    after_everything = "2026-11-20"  # the account's data ends 2026-11-01; still in the past
+    pipeline_named("history").run(source_for(emulator).with_resources(table))
+    loaded = table_counts(pipeline_named("history"))[table]
+    assert loaded > 0
+    pipeline_named("recent").run(source_for(emulator, start_date=after_everything).with_resources(table))
+    assert table_counts(pipeline_named("recent"))[table] == loaded
