@@ -31,3 +31,13 @@ def table_counts(pipeline: dlt.Pipeline) -> Dict[str, int]:
 def column_values(pipeline: dlt.Pipeline, table: str, column: str = "id") -> list:
     with pipeline.sql_client() as client:
         return [row[0] for row in client.execute_sql(f"select {column} from {table}")]
+
+
+def expected_metric_events(account: Any, names: tuple) -> set:
+    """Ids of the events of Klaviyo's own metric(s) of these names: what a metric table should hold."""
+    ids = set()
+    for name in names:
+        metric_id = account.metric_id(name, integration_key="klaviyo")
+        if metric_id:
+            ids |= {event["id"] for event in account.events_for_metric(metric_id)}
+    return ids

@@ -23,6 +23,7 @@ import pytest
 
 from klaviyo.settings import METRIC_TABLES
 from klaviyo_emulator import AccountSpec, EmulatorConfig, Fault, RequestInfo, run_emulator
+from tests.helpers import expected_metric_events
 
 if importlib.util.find_spec("airflow") is None:
     pytest.skip(
@@ -170,15 +171,6 @@ def rows(database: Path, account: str, table: str, column: str = "id") -> List[A
         return [row[0] for row in connection.execute(query).fetchall()]
 
 
-def metric_event_ids(account: Any, names: tuple) -> set:
-    ids = set()
-    for name in names:
-        metric_id = account.metric_id(name, integration_key="klaviyo")
-        if metric_id:
-            ids |= {event["id"] for event in account.events_for_metric(metric_id)}
-    return ids
-
-
 def assert_tables_equal_the_account(database: Path, name: str, account: Any) -> None:
     tables = {
         "profiles": account.profile_ids(),
@@ -186,7 +178,7 @@ def assert_tables_equal_the_account(database: Path, name: str, account: Any) -> 
         "campaigns": {campaign["id"] for campaign in account.campaigns()},
         "metrics": {metric["id"] for metric in account.metrics},
         "global_exclusions": set(account.suppressed_profiles()),
-        **{table: metric_event_ids(account, names) for table, names in METRIC_TABLES.items()},
+        **{table: expected_metric_events(account, names) for table, names in METRIC_TABLES.items()},
     }
     for table, expected in tables.items():
         loaded = rows(database, name, table)
@@ -255,7 +247,7 @@ def test_a_range_task_failed_by_an_outage_is_retried_and_nothing_is_lost_or_dupl
     assert all(tries <= 1 for task, (_, tries) in backfill.tries.items() if not task.endswith("_backfill_3"))
     received = rows(backfill.database, "brand_b", "receive")
     assert len(received) == len(set(received))
-    assert set(received) == metric_event_ids(accounts["brand_b"].account, METRIC_TABLES["receive"])
+    assert set(received) == expected_metric_events(accounts["brand_b"].account, METRIC_TABLES["receive"])
 
 
 def test_a_range_loaded_again_duplicates_nothing(backfill: Any, dags: Any, accounts: Dict[str, Any]) -> None:

@@ -12,7 +12,7 @@ import pytest
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from klaviyo.settings import ENDPOINTS, METRIC_TABLES
-from tests.helpers import column_values, source_for, table_counts
+from tests.helpers import column_values, expected_metric_events, source_for, table_counts
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -25,15 +25,6 @@ DEFAULT_TABLES = {
     "metrics",
     *METRIC_TABLES,
 }
-
-
-def expected_metric_events(account: Any, names: tuple) -> set:
-    ids = set()
-    for name in names:
-        metric_id = account.metric_id(name, integration_key="klaviyo")
-        if metric_id:
-            ids |= {event["id"] for event in account.events_for_metric(metric_id)}
-    return ids
 
 
 def test_first_run_loads_every_default_table_equal_to_the_account(
