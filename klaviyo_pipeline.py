@@ -19,7 +19,6 @@ import argparse
 import contextlib
 import difflib
 import importlib.util
-import logging
 import os
 import shutil
 import sys
@@ -247,14 +246,6 @@ class CompactProgress(LogCollector):
             self.stream.write("\n")
 
 
-class DeveloperAdvice(logging.Filter):
-    """Drops dlt's advice to the source's author about columns that stayed empty in this load
-    (no value is lost: they get a type once they hold data)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "did not receive any data" not in record.getMessage()
-
-
 def failure_line(exc: BaseException) -> str:
     """The one sentence that explains a failed run: the innermost cause, with the step it broke."""
     step = getattr(exc, "step", None)
@@ -293,7 +284,6 @@ def print_summary(
 
 def main(argv: Optional[List[str]] = None) -> None:
     """The script: a failed run prints one line naming the cause and exits 1 (`run` raises instead)."""
-    logging.getLogger("dlt").addFilter(DeveloperAdvice())
     try:
         run(argv)
     except (Exception, KeyboardInterrupt) as exc:

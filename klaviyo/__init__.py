@@ -82,7 +82,7 @@ from .settings import (
     Report,
     Stream,
 )
-from .tables import PAGE_READS, PagesAsTables, TableShape, Window, quiet_json_hint_notice
+from .tables import PAGE_READS, PagesAsTables, TableShape, Window, quiet_dlt_notices
 
 __all__ = ["klaviyo_source", "KlaviyoError", "metric_table_name", "metric_tables_for"]
 
@@ -327,7 +327,7 @@ def _in_batches(rows: Callable[..., Iterator[TDataItem]]) -> Callable[..., Itera
 
 def _as_tables(resource: DltResource, column_types: Mapping[str, Any]) -> DltResource:
     """Each page leaves the generator as an Arrow table of the stream's columns (see tables.py)."""
-    quiet_json_hint_notice(resource.name)
+    quiet_dlt_notices(resource.name)
     return resource.add_step(PagesAsTables(TableShape(column_types)), insert_at=1)
 
 
@@ -336,6 +336,7 @@ def _report(table: str, *args: Any) -> DltResource:
     key_columns: Dict[str, TColumnSchema] = {name: {"data_type": "text"} for name in report.groupings}
     if report.series:
         key_columns["date"] = {"data_type": "timestamp"}
+    quiet_dlt_notices(table)
     return dlt.resource(
         _report_rows,
         name=table,

@@ -191,11 +191,15 @@ def _as_utc(value: Any) -> Optional[datetime]:
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)  # no offset: UTC
 
 
-class _ArrowJsonHintNotice(logging.Filter):
-    """Drops dlt's warning that a `json` hint differs from the Arrow string column under it.
+class _NoticesForTheSourceAuthor(logging.Filter):
+    """Drops two dlt warnings about this source's tables that users cannot act on:
 
-    That difference is this module's design (JSON as text, typed by the hint), and dlt keeps the
-    hint as meant; the warning would otherwise appear for every table on every run.
+    - a `json` hint differs from the Arrow string column under it: that is this module's design
+      (JSON as text, typed by the hint), and dlt keeps the hint as meant;
+    - columns "did not receive any data" in this load: advice to add column hints, which every
+      table has; the columns get their type once they hold data, and no value is lost.
+
+    Otherwise they would appear for many tables on every run, for library callers too.
     """
 
     def __init__(self, resources: Set[str]) -> None:
@@ -204,16 +208,21 @@ class _ArrowJsonHintNotice(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        if "when merging arrow schema with dlt schema" not in message:
-            return True
-        return not any(f"In resource: {name}," in message for name in self.resources)
+        if "when merging arrow schema with dlt schema" in message:
+            return not any(f"In resource: {name}," in message for name in self.resources)
+        if "did not receive any data" in message:
+            return not any(
+                f"table `{name}`" in message or f"table '{name}'" in message for name in self.resources
+            )
+        return True
 
 
 _QUIET_RESOURCES: Set[str] = set()
-logging.getLogger("dlt").addFilter(_ArrowJsonHintNotice(_QUIET_RESOURCES))
+logging.getLogger("dlt").addFilter(_NoticesForTheSourceAuthor(_QUIET_RESOURCES))
 
 
-def quiet_json_hint_notice(resource_name: str) -> None:
+def quiet_dlt_notices(resource_name: str) -> None:
+    """Registers a table of this source with the filter above."""
     _QUIET_RESOURCES.add(resource_name)
 
 
