@@ -1,6 +1,6 @@
 """Streams beyond the original connector: each loads from the emulator with exact counts and unique keys."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import dlt
@@ -170,14 +170,42 @@ def test_campaign_and_flow_values_reports_equal_klaviyos_figures(
         }
 
 
-def test_flow_series_report_has_one_row_per_day_and_message(emulator: Any, pipeline: dlt.Pipeline) -> None:
+def test_flow_series_report_equals_klaviyos_daily_figures(
+    scaled_rate_limits: Any, pipeline: dlt.Pipeline
+) -> None:
+    from klaviyo.settings import REPORT_STATISTICS
+
+    emulator = scaled_rate_limits
+    account = emulator.account
     pipeline.run(source_for(emulator, **REPORT_WINDOW).with_resources("flow_series_report"))
     report_requests = [e for e in emulator.request_log if "flow-series-reports" in e.path]
-    assert len(report_requests) == 4  # 183 days in windows of at most 60
-    keys = column_values(
-        pipeline, "flow_series_report", "cast(date as varchar) || flow_message_id || send_channel"
-    )
-    assert keys and len(keys) == len(set(keys))
+    assert [e.status for e in report_requests] == [200] * 4  # 183 days in windows of at most 60
+
+    # Klaviyo's figures per day, asked for in windows of 30 days (a daily series allows 60 at most).
+    # A window's end is rounded up to the end of its hour, so its last day is partial: the next
+    # window's figures for that day replace them. A message without activity in a window has no row.
+    metric = account.metric_id("Placed Order", integration_key="shopify")
+    start, end = (datetime.fromisoformat(REPORT_WINDOW[k]) for k in ("start_date", "end_date"))
+    expected = {}
+    while start < end:
+        window = {"start": start.isoformat(), "end": min(start + timedelta(days=30), end).isoformat()}
+        grouping = ["flow_id", "flow_message_id", "send_channel"]
+        truth = account.flow_series(list(REPORT_STATISTICS), window, metric, "daily", grouping)
+        for result in truth["results"]:
+            message, figures = result["groupings"], result["statistics"]
+            for index, day in enumerate(truth["date_times"]):
+                key = (datetime.fromisoformat(day), message["flow_message_id"], message["send_channel"])
+                expected[key] = (figures["opens"][index], figures["conversion_value"][index])
+        start += timedelta(days=30)
+    with pipeline.sql_client() as client:
+        rows = client.execute_sql(
+            "select date, flow_message_id, send_channel, opens, conversion_value from flow_series_report"
+        )
+    loaded = {(r[0], r[1], r[2]): (r[3], r[4]) for r in rows}
+    assert len(rows) == len(loaded)  # one row per day, message and channel
+    active = {key: figures for key, figures in expected.items() if any(figures)}
+    assert active, "the seeded account must have flow activity"
+    assert {key: figures for key, figures in loaded.items() if any(figures)} == active
 
 
 def test_a_spent_daily_report_budget_skips_the_report_and_loads_the_rest(
