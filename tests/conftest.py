@@ -1,6 +1,7 @@
 """Shared fixtures: a Klaviyo emulator on loopback and a fresh DuckDB pipeline per test."""
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -31,14 +32,22 @@ def emulator() -> Iterator[Any]:
 RATE_LIMIT_SCALE = 30
 
 
-@pytest.fixture
-def scaled_rate_limits(emulator: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+@contextmanager
+def rate_limits_scaled(emu: Any) -> Iterator[Any]:
     """The emulator enforcing Klaviyo's limits times RATE_LIMIT_SCALE, and the client keeping them."""
     import klaviyo.client
 
-    emulator.config.rate_limit_scale = RATE_LIMIT_SCALE
-    monkeypatch.setattr(klaviyo.client, "RATE_LIMIT_SCALE", RATE_LIMIT_SCALE)
-    return emulator
+    emu.config.rate_limit_scale = RATE_LIMIT_SCALE
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(klaviyo.client, "RATE_LIMIT_SCALE", RATE_LIMIT_SCALE)
+        yield emu
+
+
+@pytest.fixture
+def scaled_rate_limits(emulator: Any) -> Iterator[Any]:
+    """The `emulator`, with Klaviyo's limits scaled up alike there and in the client."""
+    with rate_limits_scaled(emulator) as emu:
+        yield emu
 
 
 @pytest.fixture

@@ -1,11 +1,13 @@
 """Streams beyond the original connector: each loads from the emulator with exact counts and unique keys."""
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Callable, Dict, Iterator, List, Set, Tuple
 
 import dlt
+import pytest
 
-from klaviyo_emulator import Fault
+from klaviyo_emulator import EmulatorConfig, Fault, run_emulator
+from tests.conftest import SMALL_ACCOUNT
 from tests.helpers import column_values, source_for, table_counts
 
 MORE = (
@@ -35,36 +37,68 @@ def test_more_streams_are_opt_in(emulator: Any) -> None:
     assert set(MORE) <= set(source.resources)
 
 
-def test_each_further_stream_equals_the_account(emulator: Any, pipeline: dlt.Pipeline) -> None:
-    account = emulator.account
-    pipeline.run(source_for(emulator).with_resources(*MORE))
-    counts = table_counts(pipeline)
-    flows = account.flows()
-    actions = [a for f in flows for a in account.flow_actions(f["id"])]
-    messages = [m for a in actions for m in account.flow_messages(a["id"])]
-    assert counts["events"] == len(account.all_events())
-    assert counts["segments"] == len(account.segment_ids())
-    assert counts["segment_members"] == sum(len(account.segment_members(s)) for s in account.segment_ids())
-    assert counts["flows"] == len(flows)
-    assert set(column_values(pipeline, "flow_actions")) == {a["id"] for a in actions}
-    assert set(column_values(pipeline, "flow_messages")) == {m["id"] for m in messages}
-    assert set(column_values(pipeline, "campaign_messages")) == set(account.campaign_messages_by_id)
-    assert counts["templates"] == len(account.templates_by_id)
-    assert counts["tags"] == len(account.tags_by_id)
-    assert counts["tag_groups"] == len(account.tag_groups_by_id)
-    assert set(column_values(pipeline, "catalog_items")) == {i["id"] for i in account.catalog_items()}
-    assert set(column_values(pipeline, "catalog_variants")) == {v["id"] for v in account.catalog_variants()}
-    assert set(column_values(pipeline, "catalog_categories")) == {
-        c["id"] for c in account.catalog_categories()
-    }
-    assert set(column_values(pipeline, "coupons")) == {c["id"] for c in account.coupons()}
-    assert set(column_values(pipeline, "coupon_codes")) == {c["id"] for c in account.coupon_codes()}
-    assert set(column_values(pipeline, "forms")) == {f["id"] for f in account.forms()}
-    assert set(column_values(pipeline, "images")) == {i["id"] for i in account.images()}
-    for table in MORE:
-        key = "segment_id || '/' || id" if table == "segment_members" else "id"
-        values = column_values(pipeline, table, key)
-        assert len(values) == len(set(values)), table
+def _flow_actions(account: Any) -> List[Dict[str, Any]]:
+    return [a for f in account.flows() for a in account.flow_actions(f["id"])]
+
+
+# per table: the key a row is unique by, and the account's keys it must hold
+EXPECTED_KEYS: Dict[str, Tuple[str, Callable[[Any], Set[str]]]] = {
+    "events": ("id", lambda account: {e["id"] for e in account.all_events()}),
+    "segments": ("id", lambda account: set(account.segment_ids())),
+    "segment_members": (
+        "segment_id || '/' || id",
+        lambda account: {f"{s}/{m}" for s in account.segment_ids() for m in account.segment_members(s)},
+    ),
+    "campaign_messages": ("id", lambda account: set(account.campaign_messages_by_id)),
+    "flows": ("id", lambda account: {f["id"] for f in account.flows()}),
+    "flow_actions": ("id", lambda account: {a["id"] for a in _flow_actions(account)}),
+    "flow_messages": (
+        "id",
+        lambda account: {m["id"] for a in _flow_actions(account) for m in account.flow_messages(a["id"])},
+    ),
+    "templates": ("id", lambda account: set(account.templates_by_id)),
+    "tags": ("id", lambda account: set(account.tags_by_id)),
+    "tag_groups": ("id", lambda account: set(account.tag_groups_by_id)),
+    "catalog_items": ("id", lambda account: {i["id"] for i in account.catalog_items()}),
+    "catalog_variants": ("id", lambda account: {v["id"] for v in account.catalog_variants()}),
+    "catalog_categories": ("id", lambda account: {c["id"] for c in account.catalog_categories()}),
+    "coupons": ("id", lambda account: {c["id"] for c in account.coupons()}),
+    "coupon_codes": ("id", lambda account: {c["id"] for c in account.coupon_codes()}),
+    "forms": ("id", lambda account: {f["id"] for f in account.forms()}),
+    "images": ("id", lambda account: {i["id"] for i in account.images()}),
+}
+
+
+@pytest.fixture(scope="module")
+def further_streams_loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tuple[Any, dlt.Pipeline]]:
+    """The account and one pipeline that loaded every further stream from it (one run for all tables)."""
+    work_dir = tmp_path_factory.mktemp("further_streams")
+    with run_emulator(EmulatorConfig(account=SMALL_ACCOUNT, rate_limit_scale=0)) as emu:
+        pipeline = dlt.pipeline(
+            pipeline_name="klaviyo_further_streams",
+            pipelines_dir=str(work_dir / "pipelines"),
+            destination=dlt.destinations.duckdb(str(work_dir / "klaviyo.duckdb")),
+            dataset_name="klaviyo_data",
+        )
+        pipeline.run(source_for(emu).with_resources(*MORE))
+        yield emu.account, pipeline
+
+
+def test_every_further_stream_has_an_expectation() -> None:
+    assert set(EXPECTED_KEYS) == set(MORE)
+
+
+@pytest.mark.parametrize("table", MORE)
+def test_each_further_stream_equals_the_account(
+    further_streams_loaded: Tuple[Any, dlt.Pipeline], table: str
+) -> None:
+    account, pipeline = further_streams_loaded
+    key, expected = EXPECTED_KEYS[table]
+    wanted = expected(account)
+    assert wanted, f"the seeded account must have {table}"
+    keys = column_values(pipeline, table, key)
+    assert len(keys) == len(set(keys)), f"{table}: a row is loaded twice"
+    assert set(keys) == wanted
 
 
 def test_child_tables_carry_their_parents_id(emulator: Any, pipeline: dlt.Pipeline) -> None:
