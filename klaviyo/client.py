@@ -98,10 +98,10 @@ def checked_api_key(api_key: Any) -> str:
 
 
 class RetryPolicy(NamedTuple):
-    max_attempts: int = 5  # attempts per request for 5xx, network errors and malformed bodies
-    backoff_factor: float = 1.0  # first backoff in seconds, doubled each attempt, with jitter
-    max_backoff: float = 60.0
-    max_retry_after: float = DEFAULT_MAX_RETRY_AFTER  # longest total 429 wait for one request
+    max_attempts: int = 5  # attempts per request for 429, 5xx, network errors and malformed bodies
+    backoff_factor: float = 1.0  # first backoff in seconds, doubled each attempt
+    max_backoff: float = 60.0  # also caps the wait for one Retry-After
+    max_retry_after: float = DEFAULT_MAX_RETRY_AFTER  # a 429 asking for a longer wait fails at once
     timeout: float = 60.0
 
     @classmethod
