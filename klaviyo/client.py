@@ -7,11 +7,9 @@ import socket
 import ssl
 import threading
 import time
-from collections import deque
 from typing import (
     Any,
     Callable,
-    Deque,
     Dict,
     Iterator,
     List,
@@ -29,8 +27,10 @@ import requests
 from dlt.common import json, logger  # dlt's json is orjson: pages of 1,000 events parse faster
 from dlt.common.configuration import resolve_configuration
 from dlt.common.configuration.specs import RuntimeConfiguration
+from dlt.sources.helpers.requests import Client
 from dlt.sources.helpers.rest_client.client import RESTClient
 from dlt.sources.helpers.rest_client.paginators import JSONLinkPaginator
+from pyrate_limiter import InMemoryBucket, Limiter, MonotonicClock, Rate, SingleBucketFactory
 from requests.adapters import HTTPAdapter
 
 from .settings import DEFAULT_MAX_RETRY_AFTER, ENDPOINTS, Endpoint
@@ -98,10 +98,10 @@ def checked_api_key(api_key: Any) -> str:
 
 
 class RetryPolicy(NamedTuple):
-    max_attempts: int = 5  # attempts per request for 5xx, network errors and malformed bodies
-    backoff_factor: float = 1.0  # first backoff in seconds, doubled each attempt, with jitter
-    max_backoff: float = 60.0
-    max_retry_after: float = DEFAULT_MAX_RETRY_AFTER  # longest total 429 wait for one request
+    max_attempts: int = 5  # attempts per request for 429, 5xx, network errors and malformed bodies
+    backoff_factor: float = 1.0  # first backoff in seconds, doubled each attempt
+    max_backoff: float = 60.0  # also caps the wait for one Retry-After
+    max_retry_after: float = DEFAULT_MAX_RETRY_AFTER  # a 429 asking for a longer wait fails at once
     timeout: float = 60.0
 
     @classmethod
@@ -120,38 +120,42 @@ class RetryPolicy(NamedTuple):
 class RateLimiter:
     """At most `burst` requests in any second and `steady` in any minute, shared by all threads.
 
-    Klaviyo counts fixed windows on its side; a sliding window here never exceeds any of them. The
-    small margins absorb the spread of network latency between our clock and Klaviyo's.
+    Klaviyo counts fixed windows on its side; pyrate-limiter's sliding window log never exceeds any
+    of them. The small margins absorb the spread of network latency between our clock and Klaviyo's.
     """
 
     BURST_WINDOW = 1.05
     STEADY_WINDOW = 60.5
 
-    def __init__(self, burst: int, steady: int) -> None:
+    def __init__(
+        self,
+        burst: int,
+        steady: int,
+        burst_window: float = BURST_WINDOW,
+        steady_window: float = STEADY_WINDOW,
+    ) -> None:
         self.burst = burst
         self.steady = steady
+        rates = [Rate(steady, round(steady_window * 1000))]
+        if burst < steady:  # pyrate-limiter refuses a burst rate that is no looser than the steady one
+            rates.insert(0, Rate(burst, round(burst_window * 1000)))
+        self._bucket = InMemoryBucket(rates)
+        # pruned on each acquire: pyrate-limiter's own leaking runs a thread per bucket, i.e. per
+        # endpoint and source
+        self._limiter = Limiter(SingleBucketFactory(self._bucket, schedule_leak=False))
         self._lock = threading.Lock()
-        self._sent: Deque[float] = deque()
         self._paused_until = 0.0
 
     def acquire(self) -> float:
         """Blocks until a request may be sent; returns the seconds waited."""
-        waited = 0.0
-        while True:
-            with self._lock:
-                now = time.monotonic()
-                while self._sent and self._sent[0] <= now - self.STEADY_WINDOW:
-                    self._sent.popleft()
-                wait = self._paused_until - now
-                if len(self._sent) >= self.steady:
-                    wait = max(wait, self._sent[0] + self.STEADY_WINDOW - now)
-                if len(self._sent) >= self.burst:
-                    wait = max(wait, self._sent[-self.burst] + self.BURST_WINDOW - now)
-                if wait <= 0:
-                    self._sent.append(now)
-                    return waited
-            time.sleep(wait)
-            waited += wait
+        started = time.monotonic()
+        with self._lock:
+            pause = self._paused_until - started
+        if pause > 0:
+            time.sleep(pause)
+        self._limiter.try_acquire("request")
+        self._bucket.leak(MonotonicClock().now())  # the bucket's clock
+        return time.monotonic() - started
 
     def pause(self, seconds: float) -> None:
         """After a 429 every thread using this endpoint waits, not only the one that got it."""
@@ -193,13 +197,20 @@ def _compile_template(path: str) -> "re.Pattern[str]":
     return re.compile("^" + re.escape(path).replace(re.escape("{id}"), "[^/]+") + "/?$")
 
 
-class KlaviyoSession(requests.Session):
-    """A requests session that sends each attempt through the endpoint's rate limiter.
+class _TryAgain(requests.HTTPError):
+    """A 429, 5xx, malformed body or dropped connection: dlt's retrying session sends it again.
 
-    dlt's retrying session (`dlt.sources.helpers.requests.Client`) wraps `send` in its retry loop,
-    so a limiter placed in front of it would let every retry through unthrottled, and it sleeps
-    through any Retry-After instead of failing fast on a daily quota; this loop does both, adds
-    jitter, and turns Klaviyo's error bodies into errors that say what to fix.
+    It carries the response, so dlt waits as long as a 429's Retry-After asks; its text names the
+    request and the problem, never the URL's query or the key.
+    """
+
+
+class KlaviyoAdapter(HTTPAdapter):
+    """The transport below dlt's retrying session (`dlt.sources.helpers.requests.Client`).
+
+    Each attempt, retries included, passes here: it waits for its endpoint's rate limiter, gets the
+    key only if it goes to `base_url`, and Klaviyo's answer is parsed once and classified: a success,
+    `_TryAgain` for dlt's retries, or a Klaviyo error that says what to fix (never retried).
     """
 
     def __init__(
@@ -207,32 +218,24 @@ class KlaviyoSession(requests.Session):
         api_key: str,
         base_url: str,
         revision: str,
-        retry: RetryPolicy,
+        max_retry_after: float,
         stats: RequestStats,
         limiters: Mapping[str, RateLimiter],
     ) -> None:
-        super().__init__()
+        super().__init__(pool_connections=4, pool_maxsize=64)
         self.base_url = base_url.rstrip("/")
         self.revision = revision
-        self.retry = retry
+        self.max_retry_after = max_retry_after
         self.stats = stats
-        # the key lives only in the session headers: dlt's client logs the request's own headers
-        self.headers.update(
-            {
-                "Authorization": f"Klaviyo-API-Key {api_key}",
-                "revision": revision,
-                "Accept": "application/vnd.api+json",
-                "User-Agent": "dlt-klaviyo-source",
-            }
-        )
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=64)
-        self.mount("https://", adapter)
-        self.mount("http://", adapter)
+        self._authorization = f"Klaviyo-API-Key {api_key}"
         base = urlsplit(self.base_url)
         self._origin = (base.scheme, base.netloc)
         self._base_path = base.path.rstrip("/")
         self._routes = [(_compile_template(e.path), e) for e in ENDPOINTS.values()]
         self._limiters = limiters
+
+    def __repr__(self) -> str:  # keeps the key out of any repr that dlt or a traceback prints
+        return f"KlaviyoAdapter(base_url={self.base_url!r})"
 
     def endpoint_for(self, url: str, request_method: str = "GET") -> Tuple[str, Endpoint]:
         parts = urlsplit(url)
@@ -248,68 +251,54 @@ class KlaviyoSession(requests.Session):
                 return f"{request_method} /{relative}", endpoint
         raise KlaviyoError(f"No rate limit is known for {parts.path}; add it to settings.ENDPOINTS")
 
-    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
         described, endpoint = self.endpoint_for(request.url or "", request.method or "GET")
+        request.headers["Authorization"] = self._authorization
         limiter = self._limiters[endpoint.path]
-        kwargs.setdefault("timeout", self.retry.timeout)
-        attempt = 0
-        throttle_wait = 0.0
-        while True:
-            self.stats.add(requests=1, limiter_wait=limiter.acquire())
-            problem: str
-            try:
-                response = super().send(request, **kwargs)
-            except (
-                requests.ConnectionError,
-                requests.Timeout,
-                requests.exceptions.ChunkedEncodingError,
-            ) as exc:
-                reason, permanent = _connection_problem(exc)
-                host = urlsplit(request.url or "").netloc
-                problem = f"cannot reach {host}: {reason}"
-                if permanent:
-                    raise KlaviyoConnectionError(
-                        f"{described}: {problem}. Retrying cannot fix this: check `base_url`"
-                        f" ({self.base_url}), the network's DNS and proxy, and its TLS certificates."
-                    ) from None
-            else:
-                status = response.status_code
-                if status == 429:
-                    retry_after = _retry_after_seconds(response)
-                    throttle_wait += retry_after
-                    if throttle_wait > self.retry.max_retry_after:
-                        raise KlaviyoQuotaExhausted(
-                            f"{described}: Klaviyo's rate limit for this endpoint is exhausted and asks"
-                            f" to wait {retry_after:.0f} s (over the {self.retry.max_retry_after:.0f} s cap)."
-                            " Run again later, or raise `max_retry_after`."
-                        )
-                    pause = retry_after + random.uniform(0, 0.25 + 0.1 * retry_after)
-                    limiter.pause(pause)
-                    self.stats.add(throttled=1, throttle_wait=pause)
-                    logger.info(f"{described}: throttled by Klaviyo, waiting {pause:.1f} s")
-                    continue
-                if status < 400:
-                    try:
-                        _cache_json(response)
-                    except ValueError as exc:
-                        problem = f"HTTP {status} with a malformed body ({exc})"
-                    else:
-                        return response
-                elif status >= 500:
-                    problem = f"HTTP {status}"
-                else:
-                    raise _client_error(described, response, self.revision, endpoint.scopes)
-            attempt += 1
-            if attempt >= self.retry.max_attempts:
-                raise KlaviyoUnavailable(
-                    f"{described}: {problem}; gave up after {attempt} attempts. Klaviyo may be degraded; run"
-                    " again later (the load resumes where it stopped), or raise runtime.request_max_attempts."
+        self.stats.add(requests=1, limiter_wait=limiter.acquire())
+        try:
+            response = super().send(request, *args, **kwargs)
+            _ = response.content  # read here, so a body cut short is a connection problem of this attempt
+        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
+            reason, permanent = _connection_problem(exc)
+            problem = f"cannot reach {urlsplit(request.url or '').netloc}: {reason}"
+            if permanent:
+                raise KlaviyoConnectionError(
+                    f"{described}: {problem}. Retrying cannot fix this: check `base_url`"
+                    f" ({self.base_url}), the network's DNS and proxy, and its TLS certificates."
+                ) from None
+            raise self._try_again(described, problem, None) from None
+        status = response.status_code
+        if status == 429:
+            retry_after = _retry_after_seconds(response)
+            if retry_after > self.max_retry_after:
+                raise KlaviyoQuotaExhausted(
+                    f"{described}: Klaviyo's rate limit for this endpoint is exhausted and asks"
+                    f" to wait {retry_after:.0f} s (over the {self.max_retry_after:.0f} s cap)."
+                    " Run again later, or raise `max_retry_after`."
                 )
-            backoff = min(self.retry.max_backoff, self.retry.backoff_factor * 2 ** (attempt - 1))
-            backoff *= random.uniform(0.5, 1.5)
-            self.stats.add(retried=1)
-            logger.warning(f"{described}: {problem}; retrying in {backoff:.1f} s (attempt {attempt + 1})")
-            time.sleep(backoff)
+            # every thread of this endpoint waits (with jitter, so they do not return at once)
+            pause = retry_after + random.uniform(0, 0.25 + 0.1 * retry_after)
+            limiter.pause(pause)
+            self.stats.add(throttled=1, throttle_wait=pause)
+            logger.info(f"{described}: throttled by Klaviyo, waiting {pause:.1f} s")
+            raise _TryAgain(f"{described}: HTTP 429, throttled by Klaviyo", response=response)
+        if status < 400:
+            try:
+                _cache_json(response)
+            except ValueError as exc:
+                raise self._try_again(
+                    described, f"HTTP {status} with a malformed body ({exc})", response
+                ) from None
+            return response
+        if status >= 500:
+            raise self._try_again(described, f"HTTP {status}", response)
+        raise _client_error(described, response, self.revision, endpoint.scopes)
+
+    def _try_again(self, described: str, problem: str, response: Optional[requests.Response]) -> _TryAgain:
+        self.stats.add(retried=1)
+        logger.warning(f"{described}: {problem}; dlt's retrying session tries again (runtime.request_*)")
+        return _TryAgain(f"{described}: {problem}", response=response)
 
 
 def _connection_problem(exc: BaseException) -> Tuple[str, bool]:
@@ -421,6 +410,15 @@ class Page(NamedTuple):
     included: List[Dict[str, Any]]
 
 
+# Tests multiply Klaviyo's limits by this, and the emulator's by the same factor, so that no test
+# waits a minute on an endpoint of 2 requests a minute; the source itself never changes it.
+RATE_LIMIT_SCALE = 1.0
+
+
+def _scaled(limit: int) -> int:
+    return max(1, int(limit * RATE_LIMIT_SCALE))  # as the emulator scales its limits
+
+
 class KlaviyoClient:
     """Pages through Klaviyo endpoints; safe to share between threads."""
 
@@ -433,14 +431,27 @@ class KlaviyoClient:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.revision = revision
-        self._api_key = api_key
         self._retry = retry or RetryPolicy.from_dlt_config()
-        self._local = threading.local()
         self.stats = RequestStats(parent=PROCESS_STATS)
         # one limiter per endpoint, shared by every thread's session
         self.limiters = {
-            e.path: RateLimiter(e.burst_per_second, e.steady_per_minute) for e in ENDPOINTS.values()
+            e.path: RateLimiter(_scaled(e.burst_per_second), _scaled(e.steady_per_minute))
+            for e in ENDPOINTS.values()
         }
+        self._adapter = KlaviyoAdapter(
+            api_key, self.base_url, revision, self._retry.max_retry_after, self.stats, self.limiters
+        )
+        # dlt's retrying session: the adapter decides what is retried by raising _TryAgain
+        self._http = Client(
+            request_timeout=self._retry.timeout,
+            raise_for_status=False,
+            status_codes=(),
+            exceptions=(_TryAgain,),
+            request_max_attempts=self._retry.max_attempts,
+            request_backoff_factor=self._retry.backoff_factor,
+            request_max_retry_delay=self._retry.max_backoff,
+        )
+        self._local = threading.local()
 
     def __repr__(self) -> str:  # keeps the key out of any repr that dlt or a traceback prints
         return f"KlaviyoClient(base_url={self.base_url!r}, revision={self.revision!r})"
@@ -448,8 +459,15 @@ class KlaviyoClient:
     def _rest_client(self) -> RESTClient:
         rest: Optional[RESTClient] = getattr(self._local, "rest", None)
         if rest is None:
-            session = KlaviyoSession(
-                self._api_key, self.base_url, self.revision, self._retry, self.stats, self.limiters
+            session = self._http.session  # one per thread
+            session.mount("https://", self._adapter)
+            session.mount("http://", self._adapter)
+            session.headers.update(
+                {
+                    "revision": self.revision,
+                    "Accept": "application/vnd.api+json",
+                    "User-Agent": "dlt-klaviyo-source",
+                }
             )
             rest = RESTClient(
                 base_url=self.base_url,
@@ -477,12 +495,18 @@ class KlaviyoClient:
         query: Dict[str, str] = dict(params or {})
         if spec.page_size:
             query["page[size]"] = str(page_size or spec.page_size)
-        # errors are raised by KlaviyoSession; an empty hook list turns off dlt's own handler
+        # errors are raised by KlaviyoAdapter; an empty hook list turns off dlt's own handler
         method: Literal["GET", "POST"] = "POST" if body is not None else "GET"
         pages = self._rest_client().paginate(path, method, params=query, json=body, hooks={"response": []})
-        for page in pages:
-            document = page.response.json()
-            yield Page(list(page), document.get("included") or [])
+        try:
+            for page in pages:
+                document = page.response.json()
+                yield Page(list(page), document.get("included") or [])
+        except _TryAgain as exc:  # the last attempt failed too
+            raise KlaviyoUnavailable(
+                f"{exc}; gave up after {self._retry.max_attempts} attempts. Klaviyo may be degraded; run"
+                " again later (the load resumes where it stopped), or raise runtime.request_max_attempts."
+            ) from None
 
 
 _DONE = object()

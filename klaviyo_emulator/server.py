@@ -88,6 +88,7 @@ class RequestLogEntry:
     records: int
     elapsed_s: float
     fault: str | None = None
+    target: str = ""  # the request line's target as received: path and raw query string
 
 
 class _Drop(Exception):
@@ -1285,7 +1286,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         # log before responding so a client that got its response always finds the entry
         emu._log(
             RequestLogEntry(
-                method, path, op_id, params, status, records, time.perf_counter() - t0, fault_name
+                method, path, op_id, params, status, records, time.perf_counter() - t0, fault_name, self.path
             )
         )
         if response is None:

@@ -1,11 +1,13 @@
 """Streams beyond the original connector: each loads from the emulator with exact counts and unique keys."""
 
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Callable, Dict, Iterator, List, Set, Tuple
 
 import dlt
+import pytest
 
-from klaviyo_emulator import Fault
+from klaviyo_emulator import EmulatorConfig, Fault, run_emulator
+from tests.conftest import SMALL_ACCOUNT
 from tests.helpers import column_values, source_for, table_counts
 
 MORE = (
@@ -35,36 +37,68 @@ def test_more_streams_are_opt_in(emulator: Any) -> None:
     assert set(MORE) <= set(source.resources)
 
 
-def test_each_further_stream_equals_the_account(emulator: Any, pipeline: dlt.Pipeline) -> None:
-    account = emulator.account
-    pipeline.run(source_for(emulator).with_resources(*MORE))
-    counts = table_counts(pipeline)
-    flows = account.flows()
-    actions = [a for f in flows for a in account.flow_actions(f["id"])]
-    messages = [m for a in actions for m in account.flow_messages(a["id"])]
-    assert counts["events"] == len(account.all_events())
-    assert counts["segments"] == len(account.segment_ids())
-    assert counts["segment_members"] == sum(len(account.segment_members(s)) for s in account.segment_ids())
-    assert counts["flows"] == len(flows)
-    assert set(column_values(pipeline, "flow_actions")) == {a["id"] for a in actions}
-    assert set(column_values(pipeline, "flow_messages")) == {m["id"] for m in messages}
-    assert set(column_values(pipeline, "campaign_messages")) == set(account.campaign_messages_by_id)
-    assert counts["templates"] == len(account.templates_by_id)
-    assert counts["tags"] == len(account.tags_by_id)
-    assert counts["tag_groups"] == len(account.tag_groups_by_id)
-    assert set(column_values(pipeline, "catalog_items")) == {i["id"] for i in account.catalog_items()}
-    assert set(column_values(pipeline, "catalog_variants")) == {v["id"] for v in account.catalog_variants()}
-    assert set(column_values(pipeline, "catalog_categories")) == {
-        c["id"] for c in account.catalog_categories()
-    }
-    assert set(column_values(pipeline, "coupons")) == {c["id"] for c in account.coupons()}
-    assert set(column_values(pipeline, "coupon_codes")) == {c["id"] for c in account.coupon_codes()}
-    assert set(column_values(pipeline, "forms")) == {f["id"] for f in account.forms()}
-    assert set(column_values(pipeline, "images")) == {i["id"] for i in account.images()}
-    for table in MORE:
-        key = "segment_id || '/' || id" if table == "segment_members" else "id"
-        values = column_values(pipeline, table, key)
-        assert len(values) == len(set(values)), table
+def _flow_actions(account: Any) -> List[Dict[str, Any]]:
+    return [a for f in account.flows() for a in account.flow_actions(f["id"])]
+
+
+# per table: the key a row is unique by, and the account's keys it must hold
+EXPECTED_KEYS: Dict[str, Tuple[str, Callable[[Any], Set[str]]]] = {
+    "events": ("id", lambda account: {e["id"] for e in account.all_events()}),
+    "segments": ("id", lambda account: set(account.segment_ids())),
+    "segment_members": (
+        "segment_id || '/' || id",
+        lambda account: {f"{s}/{m}" for s in account.segment_ids() for m in account.segment_members(s)},
+    ),
+    "campaign_messages": ("id", lambda account: set(account.campaign_messages_by_id)),
+    "flows": ("id", lambda account: {f["id"] for f in account.flows()}),
+    "flow_actions": ("id", lambda account: {a["id"] for a in _flow_actions(account)}),
+    "flow_messages": (
+        "id",
+        lambda account: {m["id"] for a in _flow_actions(account) for m in account.flow_messages(a["id"])},
+    ),
+    "templates": ("id", lambda account: set(account.templates_by_id)),
+    "tags": ("id", lambda account: set(account.tags_by_id)),
+    "tag_groups": ("id", lambda account: set(account.tag_groups_by_id)),
+    "catalog_items": ("id", lambda account: {i["id"] for i in account.catalog_items()}),
+    "catalog_variants": ("id", lambda account: {v["id"] for v in account.catalog_variants()}),
+    "catalog_categories": ("id", lambda account: {c["id"] for c in account.catalog_categories()}),
+    "coupons": ("id", lambda account: {c["id"] for c in account.coupons()}),
+    "coupon_codes": ("id", lambda account: {c["id"] for c in account.coupon_codes()}),
+    "forms": ("id", lambda account: {f["id"] for f in account.forms()}),
+    "images": ("id", lambda account: {i["id"] for i in account.images()}),
+}
+
+
+@pytest.fixture(scope="module")
+def further_streams_loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tuple[Any, dlt.Pipeline]]:
+    """The account and one pipeline that loaded every further stream from it (one run for all tables)."""
+    work_dir = tmp_path_factory.mktemp("further_streams")
+    with run_emulator(EmulatorConfig(account=SMALL_ACCOUNT, rate_limit_scale=0)) as emu:
+        pipeline = dlt.pipeline(
+            pipeline_name="klaviyo_further_streams",
+            pipelines_dir=str(work_dir / "pipelines"),
+            destination=dlt.destinations.duckdb(str(work_dir / "klaviyo.duckdb")),
+            dataset_name="klaviyo_data",
+        )
+        pipeline.run(source_for(emu).with_resources(*MORE))
+        yield emu.account, pipeline
+
+
+def test_every_further_stream_has_an_expectation() -> None:
+    assert set(EXPECTED_KEYS) == set(MORE)
+
+
+@pytest.mark.parametrize("table", MORE)
+def test_each_further_stream_equals_the_account(
+    further_streams_loaded: Tuple[Any, dlt.Pipeline], table: str
+) -> None:
+    account, pipeline = further_streams_loaded
+    key, expected = EXPECTED_KEYS[table]
+    wanted = expected(account)
+    assert wanted, f"the seeded account must have {table}"
+    keys = column_values(pipeline, table, key)
+    assert len(keys) == len(set(keys)), f"{table}: a row is loaded twice"
+    assert set(keys) == wanted
 
 
 def test_child_tables_carry_their_parents_id(emulator: Any, pipeline: dlt.Pipeline) -> None:
@@ -170,14 +204,42 @@ def test_campaign_and_flow_values_reports_equal_klaviyos_figures(
         }
 
 
-def test_flow_series_report_has_one_row_per_day_and_message(emulator: Any, pipeline: dlt.Pipeline) -> None:
+def test_flow_series_report_equals_klaviyos_daily_figures(
+    scaled_rate_limits: Any, pipeline: dlt.Pipeline
+) -> None:
+    from klaviyo.settings import REPORT_STATISTICS
+
+    emulator = scaled_rate_limits
+    account = emulator.account
     pipeline.run(source_for(emulator, **REPORT_WINDOW).with_resources("flow_series_report"))
     report_requests = [e for e in emulator.request_log if "flow-series-reports" in e.path]
-    assert len(report_requests) == 4  # 183 days in windows of at most 60
-    keys = column_values(
-        pipeline, "flow_series_report", "cast(date as varchar) || flow_message_id || send_channel"
-    )
-    assert keys and len(keys) == len(set(keys))
+    assert [e.status for e in report_requests] == [200] * 4  # 183 days in windows of at most 60
+
+    # Klaviyo's figures per day, asked for in windows of 30 days (a daily series allows 60 at most).
+    # A window's end is rounded up to the end of its hour, so its last day is partial: the next
+    # window's figures for that day replace them. A message without activity in a window has no row.
+    metric = account.metric_id("Placed Order", integration_key="shopify")
+    start, end = (datetime.fromisoformat(REPORT_WINDOW[k]) for k in ("start_date", "end_date"))
+    expected = {}
+    while start < end:
+        window = {"start": start.isoformat(), "end": min(start + timedelta(days=30), end).isoformat()}
+        grouping = ["flow_id", "flow_message_id", "send_channel"]
+        truth = account.flow_series(list(REPORT_STATISTICS), window, metric, "daily", grouping)
+        for result in truth["results"]:
+            message, figures = result["groupings"], result["statistics"]
+            for index, day in enumerate(truth["date_times"]):
+                key = (datetime.fromisoformat(day), message["flow_message_id"], message["send_channel"])
+                expected[key] = (figures["opens"][index], figures["conversion_value"][index])
+        start += timedelta(days=30)
+    with pipeline.sql_client() as client:
+        rows = client.execute_sql(
+            "select date, flow_message_id, send_channel, opens, conversion_value from flow_series_report"
+        )
+    loaded = {(r[0], r[1], r[2]): (r[3], r[4]) for r in rows}
+    assert len(rows) == len(loaded)  # one row per day, message and channel
+    active = {key: figures for key, figures in expected.items() if any(figures)}
+    assert active, "the seeded account must have flow activity"
+    assert {key: figures for key, figures in loaded.items() if any(figures)} == active
 
 
 def test_a_spent_daily_report_budget_skips_the_report_and_loads_the_rest(

@@ -5,7 +5,7 @@ import re
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import dlt
 import pytest
@@ -255,7 +255,11 @@ def test_every_request_carries_the_pinned_revision_and_stays_under_base_url(
     for entry in emulator.request_log:
         assert entry.status == 200, entry
         assert entry.path.startswith("/api/")
-        assert "api_key" not in parse_qs(urlsplit(entry.path).query)
+        # the request line as the emulator received it: path and the raw query string
+        assert entry.target.startswith(entry.path)
+        assert emulator.api_key not in unquote(entry.target)
+        assert not {"api_key", "key", "token"} & set(parse_qs(urlsplit(entry.target).query))
+    assert any("?" in entry.target for entry in emulator.request_log), "the check must see query strings"
 
 
 def test_a_large_list_is_read_in_parallel_windows_with_every_member_once(tmp_path: Any) -> None:

@@ -79,14 +79,41 @@ def test_every_endpoint_200_validates_against_spec(
         assert "included" not in body
 
 
+@pytest.mark.parametrize("channel", ["email", "sms", "mobile_push"])
 def test_all_pages_of_every_channel_campaigns_validate(
+    shared_emu: Emulator, http: requests.Session, validate_response: Any, channel: str
+) -> None:
+    expected = {c["id"] for c in shared_emu.account.campaigns(channel)}
+    assert len(expected) > 2, "the account must have campaigns on more than one page of this channel"
+    url: str | None = f"{shared_emu.base_url}/campaigns"
+    params: dict[str, str] | None = {
+        "filter": f"equals(messages.channel,'{channel}')",
+        "include": "campaign-messages",
+        "page[size]": "2",
+    }
+    seen: list[str] = []
+    pages = 0
+    while url:
+        r = http.get(url, params=params)
+        assert r.status_code == 200, r.text
+        validate_response(r)
+        body = r.json()
+        seen += [c["id"] for c in body["data"]]
+        url, params, pages = body["links"]["next"], None, pages + 1
+    assert pages > 1
+    assert sorted(seen) == sorted(expected)
+
+
+def test_every_flows_actions_and_messages_validate(
     shared_emu: Emulator, http: requests.Session, validate_response: Any
 ) -> None:
     for flow in shared_emu.account.flows():
         for action in shared_emu.account.flow_actions(flow["id"]):
             r = http.get(f"{shared_emu.base_url}/flow-actions/{action['id']}/flow-messages")
+            assert r.status_code == 200, r.text
             validate_response(r)
         r = http.get(f"{shared_emu.base_url}/flows/{flow['id']}/flow-actions")
+        assert r.status_code == 200, r.text
         validate_response(r)
 
 
