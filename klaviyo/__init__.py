@@ -17,16 +17,16 @@ new and never duplicates a row.
 import difflib
 import functools
 import hashlib
-import itertools
 import json
 import re
 import threading
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import (
+    AbstractSet,
     Any,
     Callable,
     Dict,
-    Generator,
     Iterable,
     Iterator,
     List,
@@ -56,8 +56,8 @@ from .client import (
     KlaviyoQuotaExhausted,
     RetryPolicy,
     checked_api_key,
-    interleave,
 )
+from .reader import Query, Reader, filter_time, integration_key, to_row
 from .settings import (
     CAMPAIGN_CHANNELS,
     COLUMN_TYPES,
@@ -68,7 +68,6 @@ from .settings import (
     DEFAULT_MAX_RETRY_AFTER,
     DEFAULT_REVISION,
     DEFAULT_WORKERS,
-    ENDPOINTS,
     KLAVIYO_INTEGRATION_KEY,
     MEMBER_IDS_ENDPOINTS,
     METRIC_TABLES,
@@ -82,26 +81,12 @@ from .settings import (
     Report,
     Stream,
 )
-from .tables import PAGE_READS, PagesAsTables, TableShape, Window, quiet_dlt_notices
+from .tables import PagesAsTables, TableShape, Window, quiet_dlt_notices
 
 __all__ = ["klaviyo_source", "KlaviyoError", "metric_table_name", "metric_tables_for"]
 
-ATTRIBUTION_COLUMNS = (
-    "attributed_event_id",
-    "campaign_id",
-    "campaign_message_id",
-    "flow_id",
-    "flow_message_id",
-)
-
 # Rows handed to dlt at once (several pages): dlt's per-item work is then small beside the rows'.
 BATCH_ROWS = 5000
-
-# A range longer than this many pages reads the rest in parallel windows.
-PAGES_BEFORE_WINDOWS = 2
-
-# Each worker gets several windows, so one dense window does not leave the others idle.
-WINDOWS_PER_WORKER = 4
 
 # Incremental loads need a start even when the user gives only an end.
 BEGINNING_OF_TIME = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -201,104 +186,122 @@ def klaviyo_source(
         raise ValueError(f"membership={membership!r} must be 'snapshot' or 'incremental'.")
     client = KlaviyoClient(api_key, base_url, revision, RetryPolicy.from_dlt_config(max_retry_after))
     extra_tables = metric_tables_for(extra_metrics)
-    metric_tables = {**METRIC_TABLES, **extra_tables}
-    catalog = MetricCatalog(client)
-    conversion = (conversion_metric, conversion_metric_id)
+    run = Run(
+        client,
+        MetricCatalog(client),
+        workers,
+        start,
+        end,
+        run_started,
+        lookback_seconds,
+        (conversion_metric, conversion_metric_id),
+        membership,
+        {**METRIC_TABLES, **extra_tables},
+        set(extra_tables),
+    )
+    return build_streams(run)
 
-    def window(cursor: str, lookback: float = 0.0) -> Incremental[Any]:
-        """The incremental on `cursor`; the next run starts no later than `lookback` before this one.
+
+@dataclass(frozen=True)
+class Run:
+    """What the tables of one run share: the client, the user's options and when the run started."""
+
+    client: KlaviyoClient
+    catalog: "MetricCatalog"
+    workers: int
+    start: Optional[datetime]
+    end: Optional[datetime]
+    started: datetime
+    lookback_seconds: float
+    conversion: Tuple[str, Optional[str]]
+    membership: str
+    metric_tables: Mapping[str, Tuple[str, ...]]
+    extra_tables: AbstractSet[str]  # the user's names: a near miss is an error
+
+    def reader(self) -> Reader:
+        """A table's reader: its own bound of `workers` requests in flight."""
+        return Reader(self.client, self.workers)
+
+    def incremental(self, stream: Stream) -> Optional[Incremental[Any]]:
+        """The incremental on the stream's cursor; the next run starts no later than its lookback
+        (`lookback_seconds` for a stream with `lookback`) before this one.
 
         Capping the saved cursor at the run's start means rows dated in the future are loaded but
         do not make the next run skip what happens until then; going back `lookback` seconds
         catches rows that reached Klaviyo after this run read their time range. dlt's own `lag`
         steps back from the newest row instead, which a single future-dated event would defeat.
         """
-        initial = start or (BEGINNING_OF_TIME if end else None)
+        if not stream.incremental or stream.cursor is None:
+            return None
+        lookback = self.lookback_seconds if stream.lookback else 0.0
         return Window(
-            cursor,
-            initial_value=initial,
-            end_value=end,
+            stream.cursor,
+            initial_value=self.start or (BEGINNING_OF_TIME if self.end else None),
+            end_value=self.end,
             # with an end dlt keeps no state, so there is nothing to cap (and dlt wants max(end) == end)
-            last_value_func=max if end else _capped_max(run_started - timedelta(seconds=lookback)),
+            last_value_func=max if self.end else _capped_max(self.started - timedelta(seconds=lookback)),
             # with a lookback many rows share the boundary; merge on `id` dedupes them instead
             primary_key=() if lookback else None,
         )
 
-    campaigns = _resource("campaigns", _campaign_rows, client, window("updated_at"), workers)
-    resources = [
-        # Klaviyo applies profile writes from events, bulk imports, subscription jobs and merges
-        # asynchronously ("submitted for processing, does not guarantee that processing is
-        # complete") and does not say when `updated` is stamped, so an update may become visible
-        # after a run read past its time: profiles go back `lookback_seconds` like events.
-        _resource("profiles", _stream_rows, client, "profiles", window("updated", lookback_seconds), workers),
-        _resource("global_exclusions", _global_exclusion_rows, client),
-        _resource("lists", _stream_rows, client, "lists", window("updated")),
-        _members("list_members", client, workers, membership),
-        campaigns,
-        _resource("metrics", _stream_rows, client, "metrics", None),
-    ]
-    for table, names in metric_tables.items():
-        resource = _resource(
-            "metric_events",
-            _metric_event_rows,
-            client,
-            catalog,
-            names,
-            window("datetime", lookback_seconds),
-            workers,
-            table in extra_tables,  # the user's names: a near miss is an error
-            table_name=table,
-        )
-        resources.append(resource)
-    # beyond the original connector: opt in with `with_resources(...)`
-    flows = _resource("flows", _stream_rows, client, "flows", window("updated"))
-    flow_actions = _children(flows, "flow_actions", "flow_id", client, workers)
-    optional = [
-        _resource("events", _stream_rows, client, "events", window("datetime", lookback_seconds), workers),
-        _resource("segments", _stream_rows, client, "segments", window("updated")),
-        _members("segment_members", client, workers, membership),
-        _children(campaigns, "campaign_messages", "campaign_id", client, workers),
-        flows,
-        flow_actions,
-        _children(flow_actions, "flow_messages", "flow_action_id", client, workers),
-        _resource("templates", _stream_rows, client, "templates", window("updated"), workers),
-        _resource("tags", _stream_rows, client, "tags", None),
-        _resource("tag_groups", _stream_rows, client, "tag_groups", None),
-        _resource("catalog_items", _stream_rows, client, "catalog_items", None),
-        _resource("catalog_variants", _stream_rows, client, "catalog_variants", None),
-        _resource("catalog_categories", _stream_rows, client, "catalog_categories", None),
-        _resource("coupons", _stream_rows, client, "coupons", None),
-        _resource("coupon_codes", _coupon_code_rows, client, workers),
-        _resource("forms", _stream_rows, client, "forms", window("updated_at")),
-        _resource("images", _stream_rows, client, "images", window("updated_at")),
-        _report("campaign_values_report", client, catalog, conversion, start, end),
-        _report("flow_values_report", client, catalog, conversion, start, end),
-        _report("flow_series_report", client, catalog, conversion, start, end, window("date")),
-    ]
-    for resource in optional:
-        resource.selected = False
-    return resources + optional
+
+# A builder makes a stream's resources, given the run and the resources built before it (parents).
+Builder = Callable[[str, Run, Mapping[str, DltResource]], List[DltResource]]
+
+
+def build_streams(run: Run) -> List[DltResource]:
+    """Every stream of STREAMS as resources: the default ones first, then the opt-in ones."""
+    built: Dict[str, DltResource] = {}
+    for name, stream in STREAMS.items():
+        for resource in SPECIAL_STREAMS.get(name, _plain)(name, run, built):
+            resource.selected = stream.default
+            built[resource.name] = resource
+    return sorted(built.values(), key=lambda resource: not resource.selected)
+
+
+def _plain(name: str, run: Run, built: Mapping[str, DltResource]) -> List[DltResource]:
+    """A plain stream: its endpoint read from the cursor on, or once per row of its parent."""
+    stream = STREAMS[name]
+    if stream.parent:
+        return [_resource(name, _child_rows, run.reader(), name, data_from=built[stream.parent])]
+    return [_resource(name, _stream_rows, run.reader(), name, run.incremental(stream))]
 
 
 def _resource(
     stream_name: str,
-    rows: Any,
+    rows: Callable[..., Iterator[TDataItem]],
     *args: Any,
     table_name: Optional[str] = None,
     column_types: Optional[Mapping[str, Any]] = None,
+    data_from: Optional[DltResource] = None,
+    columns: Optional[Dict[str, TColumnSchema]] = None,
 ) -> DltResource:
-    """Wraps a row generator as a resource with the stream's key, disposition and typed columns."""
+    """The one factory: a row generator (with `data_from`, a transformer of the parent's rows) as a
+    resource with the stream's key, disposition and typed columns, its pages as Arrow tables.
+
+    Explicit `columns` (the reports) are hints on plain rows instead of Arrow tables.
+    """
     stream = STREAMS[stream_name]
     table = table_name or stream_name
-    resource = dlt.resource(
-        _in_batches(rows),
+    hints: Dict[str, Any] = dict(
         name=table,
         primary_key=list(stream.primary_key),
         write_disposition=SNAPSHOT if stream.write_disposition == "replace" else stream.write_disposition,
-        columns=TABLE_COLUMNS[stream_name],
+        columns=columns or TABLE_COLUMNS[stream_name],
         parallelized=True,  # tables extract side by side on dlt's worker threads
-    )(*args)
-    return _as_tables(resource, column_types or COLUMN_TYPES[stream_name])
+    )
+    resource: DltResource
+    if data_from is None:
+        resource = dlt.resource(_in_batches(rows), **hints)(*args)
+    else:
+        resource = dlt.transformer(_in_batches(rows), data_from=data_from, **hints)(*args)
+    quiet_dlt_notices(table)
+    if columns:
+        return resource
+    # each page leaves the generator as an Arrow table of the stream's columns (see tables.py)
+    shape = TableShape(column_types or COLUMN_TYPES[stream_name])
+    tables: DltResource = resource.add_step(PagesAsTables(shape), insert_at=1)
+    return tables
 
 
 def _in_batches(rows: Callable[..., Iterator[TDataItem]]) -> Callable[..., Iterator[TDataItem]]:
@@ -325,53 +328,45 @@ def _in_batches(rows: Callable[..., Iterator[TDataItem]]) -> Callable[..., Itera
     return batched
 
 
-def _as_tables(resource: DltResource, column_types: Mapping[str, Any]) -> DltResource:
-    """Each page leaves the generator as an Arrow table of the stream's columns (see tables.py)."""
-    quiet_dlt_notices(resource.name)
-    return resource.add_step(PagesAsTables(TableShape(column_types)), insert_at=1)
+def _report(name: str, run: Run, built: Mapping[str, DltResource]) -> List[DltResource]:
+    stream = STREAMS[name]
+    keys: Dict[str, TColumnSchema] = {key: {"data_type": "text"} for key in stream.primary_key}
+    if stream.cursor:
+        keys[stream.cursor] = {"data_type": "timestamp"}
+    statistics: Dict[str, TColumnSchema] = {s: {"data_type": "double"} for s in REPORT_STATISTICS}
+    args = (name, run.reader(), run.catalog, run.conversion, run.start, run.end, run.incremental(stream))
+    return [_resource(name, _report_rows, *args, columns={**keys, **statistics})]
 
 
-def _report(table: str, *args: Any) -> DltResource:
-    report = REPORTS[table]
-    key_columns: Dict[str, TColumnSchema] = {name: {"data_type": "text"} for name in report.groupings}
-    if report.series:
-        key_columns["date"] = {"data_type": "timestamp"}
-    quiet_dlt_notices(table)
-    return dlt.resource(
-        _report_rows,
-        name=table,
-        primary_key=list(report.groupings),
-        write_disposition="merge",  # a skipped run keeps the last figures
-        columns={**key_columns, **{s: {"data_type": "double"} for s in REPORT_STATISTICS}},
-        parallelized=True,
-    )(table, *args)
-
-
-def _members(table: str, client: KlaviyoClient, workers: int, membership: str) -> DltResource:
-    columns = {**COLUMN_TYPES[table], "removed_at": "timestamp"} if membership == "incremental" else None
-    resource = _resource(table, _member_rows, client, table, workers, membership, column_types=columns)
-    if membership == "incremental":
+def _members(name: str, run: Run, built: Mapping[str, DltResource]) -> List[DltResource]:
+    incremental = run.membership == "incremental"
+    columns = {**COLUMN_TYPES[name], "removed_at": "timestamp"} if incremental else None
+    resource = _resource(name, _member_rows, run.reader(), name, run.membership, column_types=columns)
+    if incremental:
         resource.apply_hints(
             write_disposition="merge", columns={"removed_at": {"data_type": "timestamp", "nullable": True}}
         )
-    return resource
+    return [resource]
 
 
-def _children(
-    parent: DltResource, table: str, parent_key: str, client: KlaviyoClient, workers: int
-) -> DltResource:
-    """A table read per row of `parent` (only the parents this run loads, so fan-outs stay small)."""
-    stream = STREAMS[table]
-    resource = dlt.transformer(
-        _child_rows,
-        data_from=parent,
-        name=table,
-        primary_key=list(stream.primary_key),
-        write_disposition=stream.write_disposition,
-        columns=TABLE_COLUMNS[table],
-        parallelized=True,
-    )(client, table, parent_key, workers)
-    return _as_tables(resource, COLUMN_TYPES[table])
+def _metric_tables(name: str, run: Run, built: Mapping[str, DltResource]) -> List[DltResource]:
+    """One table per metric name (METRIC_TABLES and extra_metrics), read on the `metric_events` row."""
+    stream = STREAMS[name]
+    tables = []
+    for table, names in run.metric_tables.items():
+        args = (run.reader(), run.catalog, names, run.incremental(stream), table in run.extra_tables)
+        tables.append(_resource(name, _metric_event_rows, *args, table_name=table))
+    return tables
+
+
+def _one(rows: Callable[..., Iterator[TDataItem]], cursor: bool = False) -> Builder:
+    """A builder of one table from a row function of (reader[, incremental])."""
+
+    def build(name: str, run: Run, built: Mapping[str, DltResource]) -> List[DltResource]:
+        args: List[Any] = [run.incremental(STREAMS[name])] if cursor else []
+        return [_resource(name, rows, run.reader(), *args)]
+
+    return build
 
 
 def _capped_max(cap: datetime) -> Callable[[Sequence[Any]], Any]:
@@ -449,11 +444,6 @@ def metric_tables_for(extra_metrics: Sequence[str]) -> Dict[str, Tuple[str, ...]
     return tables
 
 
-def _filter_time(value: datetime) -> str:
-    """Klaviyo wants filter datetimes unquoted, ISO 8601, in UTC."""
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S+00:00")
-
-
 def _bounds(cursor: Optional[Incremental[Any]]) -> Tuple[Optional[datetime], Optional[datetime]]:
     """The incremental window as datetimes: from the last loaded value (or start_date) to end_date."""
     if cursor is None:
@@ -465,192 +455,37 @@ def _bounds(cursor: Optional[Incremental[Any]]) -> Tuple[Optional[datetime], Opt
     )
 
 
-def _bound_filters(stream: Stream, start: Optional[datetime], end: Optional[datetime]) -> List[str]:
-    """Server-side bounds on the cursor, so only rows in the window cross the network."""
-    if stream.cursor is None:
-        return []
-    lower_op, upper_op = stream.cursor_filter
-    conditions = []
-    if start is not None:
-        if lower_op == "greater-than":
-            # strict bound: the last second is read again and merge drops what was already loaded
-            start -= timedelta(seconds=1)
-        conditions.append(f"{lower_op}({stream.cursor},{_filter_time(start)})")
-    if upper_op and end is not None:
-        conditions.append(f"{upper_op}({stream.cursor},{_filter_time(end)})")
-    return conditions
-
-
-def to_row(item: Mapping[str, Any], cursor: Optional[str] = None) -> Dict[str, Any]:
-    """A JSON:API resource as a table row: `id`, every attribute, `<relation>_id` for to-one relations."""
-    row: Dict[str, Any] = {"id": item.get("id")}
-    attributes = item.get("attributes")
-    if attributes:
-        row.update(attributes)
-    for name, relation in (item.get("relationships") or {}).items():
-        if not isinstance(relation, dict) or "data" not in relation:
-            continue
-        related = relation["data"]
-        if isinstance(related, list):
-            if name == "attributions":  # resolved from `included` by _add_included
-                row["attribution_ids"] = [r.get("id") for r in related]
-        else:
-            row[_relation_column(name)] = related.get("id") if related else None
-    if cursor and isinstance(row.get(cursor), str):
-        row[cursor] = datetime.fromisoformat(row[cursor].replace("Z", "+00:00"))
-    return row
-
-
-@functools.lru_cache(maxsize=256)
-def _relation_column(relation: str) -> str:
-    return relation.replace("-", "_") + "_id"
-
-
-def _read(
-    client: KlaviyoClient,
-    stream: Stream,
-    cursor: Optional[Incremental[Any]] = None,
-    filters: Sequence[str] = (),
-    path_id: Optional[str] = None,
-    columns: Optional[Mapping[str, Any]] = None,
-) -> Iterator[List[TDataItem]]:
-    """The one generic path: page through a stream's endpoint and shape each page into rows.
-
-    `columns` are added to every row (e.g. the parent's id for a child table).
-    """
-    start, end = _bounds(cursor)
-    return _read_window(client, stream, start, end, filters, path_id, columns or {})
-
-
-def _read_window(
-    client: KlaviyoClient,
-    stream: Stream,
-    start: Optional[datetime],
-    end: Optional[datetime],
-    filters: Sequence[str],
-    path_id: Optional[str],
-    extra_columns: Mapping[str, Any],
-) -> Generator[List[TDataItem], None, None]:
-    params = dict(stream.params)
-    conditions = [*filters, *_bound_filters(stream, start, end)]
-    if conditions:
-        params["filter"] = ",".join(conditions)
-    with PAGE_READS:
-        for page in client.paginate(stream.endpoint, params, path_id):
-            rows = [to_row(item, stream.cursor) for item in page.data]
-            _add_included(rows, page.included)
-            if extra_columns:
-                for row in rows:
-                    row.update(extra_columns)
-            yield rows
-
-
-def _add_included(rows: List[Dict[str, Any]], included: List[Dict[str, Any]]) -> None:
-    """Resolves what `include=` brought along into plain columns: an event's metric name and
-    integration, and what the event is attributed to (campaign or flow, message, earlier event)."""
-    metrics = {
-        i["id"]: {"metric_name": attributes.get("name"), "metric_integration": _integration_key(attributes)}
-        for i in included
-        if i.get("type") == "metric"
-        for attributes in [i.get("attributes") or {}]
-    }
-    attributions = {i["id"]: to_row(i) for i in included if i.get("type") == "attribution"}
-    for row in rows:
-        metric = metrics.get(row.get("metric_id"))
-        if metric is not None:
-            row.update(metric)
-        for attribution_id in row.pop("attribution_ids", ()):
-            attribution = attributions.get(attribution_id)
-            if attribution is not None:  # the first one: Klaviyo credits one message per event
-                row.update({k: v for k, v in attribution.items() if k in ATTRIBUTION_COLUMNS})
-                break
-
-
-def _read_split(
-    client: KlaviyoClient,
-    stream: Stream,
-    cursor: Optional[Incremental[Any]],
-    workers: int,
-    filters: Sequence[str] = (),
-    path_id: Optional[str] = None,
-    columns: Optional[Mapping[str, Any]] = None,
-) -> Iterator[List[TDataItem]]:
-    """Like `_read`, but a range longer than a couple of pages is read in windows, in parallel.
-
-    A cursor-paged endpoint gives one page at a time, and most incremental runs fit in one page.
-    So the first pages are read as usual (sorted by the cursor); only if more remain is the rest of
-    the range, from the last cursor value seen, cut into windows that `workers` threads read at
-    once. Windows tile the range exactly (>= low, < high); pages arrive out of order, which merge
-    and the incremental's max do not mind.
-    """
-    start, end = _bounds(cursor)
-    columns = columns or {}
-    pages = _read_window(client, stream, start, end, filters, path_id, columns)
-    head: List[TDataItem] = []
-    for rows in itertools.islice(pages, PAGES_BEFORE_WINDOWS):
-        head.extend(rows)
-        yield rows
-    full = PAGES_BEFORE_WINDOWS * (ENDPOINTS[stream.endpoint].page_size or 0)
-    last = end or datetime.now(timezone.utc)
-    if (
-        workers <= 1
-        or not stream.cursor
-        or not stream.cursor_filter[1]
-        or len(head) < full
-        or head[-1][stream.cursor] >= last  # the rest is dated after now: Klaviyo refuses such filters
-    ):
-        yield from pages  # nothing left, or not worth the windows
-        return
-    pages.close()
-    # rows at the boundary instant that were already read are dropped: snapshots have no merge
-    boundary = head[-1][stream.cursor]
-    seen = {row["id"] for row in head if row[stream.cursor] == boundary}
-    pieces = workers * WINDOWS_PER_WORKER
-    step = (last - boundary) / pieces
-    edges: List[Optional[datetime]] = [boundary + step * i for i in range(pieces)]
-    edges.append(end)  # open-ended unless an end was asked for: rows dated in the future still load
-    windows = [
-        functools.partial(_read_window, client, stream, low, high, filters, path_id, columns)
-        for low, high in itertools.pairwise(edges)
-    ]
-    for rows in interleave(windows, workers):
-        yield [row for row in rows if row[stream.cursor] != boundary or row["id"] not in seen]
-
-
-def _stream_rows(
-    client: KlaviyoClient, stream_name: str, cursor: Optional[Incremental[Any]], workers: int = 1
-) -> Iterator[TDataItem]:
+def _stream_rows(reader: Reader, stream_name: str, cursor: Optional[Incremental[Any]]) -> Iterator[TDataItem]:
     yield dlt.mark.materialize_table_schema()
-    yield from _read_split(client, STREAMS[stream_name], cursor, workers)
+    yield from reader.read_split(Query(STREAMS[stream_name], *_bounds(cursor)))
 
 
-def _campaign_rows(client: KlaviyoClient, cursor: Incremental[Any], workers: int) -> Iterator[TDataItem]:
+def _campaign_rows(reader: Reader, cursor: Incremental[Any]) -> Iterator[TDataItem]:
     # Klaviyo requires one channel per request in this revision; archived ones are asked for
     # explicitly so none are missed whatever the default is.
     yield dlt.mark.materialize_table_schema()
     queries = [
-        functools.partial(
-            _read,
-            client,
+        Query(
             STREAMS["campaigns"],
-            cursor,
-            [f"equals(messages.channel,'{channel}')", f"equals(archived,{archived})"],
+            *_bounds(cursor),
+            filters=(f"equals(messages.channel,'{channel}')", f"equals(archived,{archived})"),
             columns={"channel": channel},
         )
         for channel in CAMPAIGN_CHANNELS
         for archived in ("false", "true")
     ]
-    yield from interleave(queries, workers)
+    yield from reader.fan_out([functools.partial(reader.pages, query) for query in queries])
 
 
-def _global_exclusion_rows(client: KlaviyoClient) -> Iterator[TDataItem]:
+def _global_exclusion_rows(reader: Reader) -> Iterator[TDataItem]:
     """Profiles suppressed from all email, one row each, with the latest reason and its time."""
     yield dlt.mark.materialize_table_schema()
     yield from _replace_where_merge_cannot_delete()
     seen = set()
     field = "subscriptions.email.marketing.suppression.reason"
     for reason in SUPPRESSION_REASONS:
-        for rows in _read(client, STREAMS["global_exclusions"], filters=[f'equals({field},"{reason}")']):
+        query = Query(STREAMS["global_exclusions"], filters=(f'equals({field},"{reason}")',))
+        for rows in reader.pages(query):
             page = []
             for row in rows:
                 if row["id"] in seen:  # suppressed for more than one reason
@@ -670,13 +505,6 @@ def _latest_suppression(row: Mapping[str, Any]) -> Optional[Dict[str, Any]]:
     return max(entries, key=lambda e: e.get("timestamp") or "", default=None)
 
 
-# membership tables: the parent collection and the column that names the parent
-MEMBERSHIPS: Dict[str, Tuple[str, str]] = {
-    "list_members": ("lists", "list_id"),
-    "segment_members": ("segments", "segment_id"),
-}
-
-
 def _replace_where_merge_cannot_delete() -> Iterator[TDataItem]:
     """A snapshot table is replaced on destinations without a delete-insert merge (files without a
     table format), where dlt would turn SNAPSHOT into an append that keeps every run's rows."""
@@ -691,7 +519,7 @@ def _replace_where_merge_cannot_delete() -> Iterator[TDataItem]:
         yield dlt.mark.with_hints([], dlt.mark.make_hints(write_disposition="replace"))
 
 
-def _member_rows(client: KlaviyoClient, table: str, workers: int, membership: str) -> Iterator[TDataItem]:
+def _member_rows(reader: Reader, table: str, membership: str) -> Iterator[TDataItem]:
     """Every member of every list (segment): the profile's columns, the parent's id, `joined_group_at`.
 
     membership="snapshot" replaces the table each run. membership="incremental" reads only the
@@ -699,41 +527,30 @@ def _member_rows(client: KlaviyoClient, table: str, workers: int, membership: st
     ids-only endpoint) with the table, and marks those who left with `removed_at`.
     """
     yield dlt.mark.materialize_table_schema()
-    parent, key = MEMBERSHIPS[table]
-    parents = [
-        item["id"]
-        for page in client.paginate(parent, {f"fields[{parent[:-1]}]": "name"})
-        for item in page.data
-    ]
+    parent = STREAMS[table].parent
+    assert parent is not None
+    parent_pages = reader.client.paginate(STREAMS[parent].endpoint, {f"fields[{parent[:-1]}]": "name"})
+    parents = [item["id"] for page in reader.bounded(parent_pages) for item in page.data]
     if membership == "snapshot":
         yield from _replace_where_merge_cannot_delete()
-        reads = [functools.partial(_members_of, client, table, p, workers) for p in parents]
-        yield from interleave(reads, workers)
+        yield from reader.fan_out([functools.partial(_members_of, reader, table, p) for p in parents])
         return
     joined_since: Dict[str, str] = dlt.current.resource_state().setdefault("joined_since", {})
     now = datetime.now(timezone.utc)
-    reads = [
-        functools.partial(_members_joined, client, table, p, workers, joined_since, now) for p in parents
-    ]
-    yield from interleave(reads, workers)
-    yield from _members_who_left(client, table, parents, workers, now)
+    reads = [functools.partial(_members_joined, reader, table, p, joined_since, now) for p in parents]
+    yield from reader.fan_out(reads)
+    yield from _members_who_left(reader, table, parents, now)
 
 
 def _members_joined(
-    client: KlaviyoClient,
-    table: str,
-    parent_id: str,
-    workers: int,
-    joined_since: Dict[str, str],
-    now: datetime,
+    reader: Reader, table: str, parent_id: str, joined_since: Dict[str, str], now: datetime
 ) -> Iterator[List[TDataItem]]:
     """Members who joined since the last run; the state moves on only with the run's load."""
-    parent, key = MEMBERSHIPS[table]
     since = joined_since.get(parent_id)
-    filters = [f"greater-or-equal(joined_group_at,{since})"] if since else []
+    filters = (f"greater-or-equal(joined_group_at,{since})",) if since else ()
     latest: Optional[datetime] = None
     try:
-        for rows in _read_split(client, STREAMS[table], None, workers, filters, parent_id, {key: parent_id}):
+        for rows in reader.read_split(_members_query(table, parent_id, filters)):
             for row in rows:
                 row["removed_at"] = None
                 latest = max(latest or row["joined_group_at"], row["joined_group_at"])
@@ -741,18 +558,23 @@ def _members_joined(
     except KlaviyoNotFound:
         return  # deleted mid-run: _members_who_left marks its members
     if latest is not None:
-        joined_since[parent_id] = _filter_time(min(latest, now))
+        joined_since[parent_id] = filter_time(min(latest, now))
+
+
+def _members_query(table: str, parent_id: str, filters: Tuple[str, ...] = ()) -> Query:
+    stream = STREAMS[table]
+    return Query(stream, filters=filters, path_id=parent_id, columns={stream.parent_key: parent_id})
 
 
 def _members_who_left(
-    client: KlaviyoClient, table: str, parents: List[str], workers: int, now: datetime
+    reader: Reader, table: str, parents: List[str], now: datetime
 ) -> Iterator[List[TDataItem]]:
     """Rows of members no longer in their list (or whose list is gone), re-emitted with `removed_at`."""
-    parent, key = MEMBERSHIPS[table]
+    key = STREAMS[table].parent_key
     loaded = _current_rows_in_destination(table)
     if loaded is None:
         return
-    current = dict(interleave([functools.partial(_member_ids, client, table, p) for p in parents], workers))
+    current = dict(reader.fan_out([functools.partial(_member_ids, reader, table, p) for p in parents]))
     left = [
         {**row, "removed_at": now}
         for row in loaded
@@ -765,11 +587,11 @@ def _members_who_left(
 _GONE: Set[str] = set()
 
 
-def _member_ids(client: KlaviyoClient, table: str, parent_id: str) -> Iterator[Tuple[str, Set[str]]]:
+def _member_ids(reader: Reader, table: str, parent_id: str) -> Iterator[Tuple[str, Set[str]]]:
     endpoint = MEMBER_IDS_ENDPOINTS[table]
     ids: Set[str] = set()
     try:
-        for page in client.paginate(endpoint, path_id=parent_id):
+        for page in reader.bounded(reader.client.paginate(endpoint, path_id=parent_id)):
             ids.update(item["id"] for item in page.data)
     except KlaviyoNotFound:
         return  # the list is gone: all its members count as left
@@ -802,20 +624,16 @@ def _current_rows_in_destination(table: str) -> Optional[List[Dict[str, Any]]]:
     return current
 
 
-def _members_of(client: KlaviyoClient, table: str, parent_id: str, workers: int) -> Iterator[List[TDataItem]]:
+def _members_of(reader: Reader, table: str, parent_id: str) -> Iterator[List[TDataItem]]:
     """One list's (segment's) members, a long list read in parallel windows on `joined_group_at`."""
-    parent, key = MEMBERSHIPS[table]
     try:
-        yield from _read_split(
-            client, STREAMS[table], None, workers, path_id=parent_id, columns={key: parent_id}
-        )
+        yield from reader.read_split(_members_query(table, parent_id))
     except KlaviyoNotFound:
+        parent = STREAMS[table].parent or ""
         logger.warning(f"{parent[:-1]} {parent_id} was deleted while loading; its members are skipped")
 
 
-def _child_rows(
-    parents: List[TDataItem], client: KlaviyoClient, table: str, parent_key: str, workers: int
-) -> Iterator[TDataItem]:
+def _child_rows(parents: List[TDataItem], reader: Reader, table: str) -> Iterator[TDataItem]:
     """The children of each parent row this run loaded (flow actions of updated flows, ...)."""
     if isinstance(parents, pa.Table):
         parent_ids = parents.column("id").to_pylist()
@@ -823,35 +641,32 @@ def _child_rows(
         parent_ids = [row["id"] for row in parents]
     else:  # dlt's marker that materializes the parent's empty table
         return
-    reads = [
-        functools.partial(_read, client, STREAMS[table], path_id=parent_id, columns={parent_key: parent_id})
-        for parent_id in parent_ids
-    ]
-    yield from interleave(reads, workers)
+    stream = STREAMS[table]
+    queries = [Query(stream, path_id=pid, columns={stream.parent_key: pid}) for pid in parent_ids]
+    yield from reader.fan_out([functools.partial(reader.pages, query) for query in queries])
 
 
-def _coupon_code_rows(client: KlaviyoClient, workers: int) -> Iterator[TDataItem]:
+def _coupon_code_rows(reader: Reader) -> Iterator[TDataItem]:
     """Codes of every coupon; Klaviyo only lists codes filtered by coupon (or profile)."""
     yield dlt.mark.materialize_table_schema()
-    coupon_ids = [item["id"] for page in client.paginate("coupons") for item in page.data]
+    coupon_ids = [
+        item["id"] for page in reader.bounded(reader.client.paginate("coupons")) for item in page.data
+    ]
     batches = [
         coupon_ids[i : i + COUPONS_PER_REQUEST] for i in range(0, len(coupon_ids), COUPONS_PER_REQUEST)
     ]
-    reads = [
-        functools.partial(
-            _read,
-            client,
-            STREAMS["coupon_codes"],
-            filters=[f"any(coupon.id,{json.dumps(batch, separators=(',', ':'))})"],
+    queries = [
+        Query(
+            STREAMS["coupon_codes"], filters=(f"any(coupon.id,{json.dumps(batch, separators=(',', ':'))})",)
         )
         for batch in batches
     ]
-    yield from interleave(reads, workers)
+    yield from reader.fan_out([functools.partial(reader.pages, query) for query in queries])
 
 
 def _report_rows(
     table: str,
-    client: KlaviyoClient,
+    reader: Reader,
     catalog: "MetricCatalog",
     conversion: Tuple[str, Optional[str]],
     start: Optional[datetime],
@@ -881,9 +696,10 @@ def _report_rows(
     window_start = since
     while window_start < until:
         window_end = min(window_start + step, until)
-        body = _report_body(report, metric_id, window_start, window_end)
+        body = _report_body(report, STREAMS[table].primary_key, metric_id, window_start, window_end)
         try:
-            for page in client.paginate(report.endpoint, body=body):
+            pages = reader.client.paginate(STREAMS[table].endpoint, body=body)
+            for page in reader.bounded(pages):
                 yield [row for document in page.data for row in _report_table_rows(report, document)]
         except KlaviyoQuotaExhausted as exc:
             logger.warning(f"{table}: Klaviyo's reporting budget is spent; skipped this run ({exc})")
@@ -891,12 +707,14 @@ def _report_rows(
         window_start = window_end
 
 
-def _report_body(report: Report, metric_id: str, start: datetime, end: datetime) -> Dict[str, Any]:
+def _report_body(
+    report: Report, groupings: Sequence[str], metric_id: str, start: datetime, end: datetime
+) -> Dict[str, Any]:
     attributes: Dict[str, Any] = {
         "statistics": list(REPORT_STATISTICS),
-        "timeframe": {"start": _filter_time(start), "end": _filter_time(end)},
+        "timeframe": {"start": filter_time(start), "end": filter_time(end)},
         "conversion_metric_id": metric_id,
-        "group_by": [g for g in report.groupings if g != "date"],
+        "group_by": [g for g in groupings if g != "date"],
     }
     if report.series:
         attributes["interval"] = "daily"
@@ -971,7 +789,7 @@ class MetricCatalog:
         ids: List[str] = []
         for name in names:
             candidates = self.named(name, strict)
-            builtin = [m for m in candidates if _integration_key(m) == KLAVIYO_INTEGRATION_KEY]
+            builtin = [m for m in candidates if integration_key(m) == KLAVIYO_INTEGRATION_KEY]
             ids.extend(m["id"] for m in (builtin or candidates))
         return ids
 
@@ -1002,7 +820,7 @@ class MetricCatalog:
             # the smallest id among equals: sorted() is stable, also in reverse, so order by id first
             ranked = sorted(
                 sorted(candidates, key=lambda m: m["id"]),
-                key=lambda m: (latest[m["id"]] or "", _integration_key(m) == KLAVIYO_INTEGRATION_KEY),
+                key=lambda m: (latest[m["id"]] or "", integration_key(m) == KLAVIYO_INTEGRATION_KEY),
                 reverse=True,
             )
             choice = ranked[0]["id"] if ranked else None
@@ -1036,20 +854,14 @@ class MetricCatalog:
 
 
 def _describe_metric(metric: Mapping[str, Any]) -> str:
-    return f"{metric.get('name')!r} id {metric['id']} (integration {_integration_key(metric) or 'unknown'})"
-
-
-def _integration_key(metric: Mapping[str, Any]) -> Optional[str]:
-    integration = metric.get("integration")
-    return integration.get("key") if isinstance(integration, dict) else None
+    return f"{metric.get('name')!r} id {metric['id']} (integration {integration_key(metric) or 'unknown'})"
 
 
 def _metric_event_rows(
-    client: KlaviyoClient,
+    reader: Reader,
     catalog: MetricCatalog,
     names: Tuple[str, ...],
     cursor: Incremental[Any],
-    workers: int,
     strict: bool = False,
 ) -> Iterator[TDataItem]:
     """Events of the named metric(s), oldest first, from the incremental cursor on.
@@ -1064,6 +876,17 @@ def _metric_event_rows(
             " empty until Klaviyo records such an event (Klaviyo creates a metric with its first event)."
         )
     for metric_id in metric_ids:
-        yield from _read_split(
-            client, STREAMS["events"], cursor, workers, [f'equals(metric_id,"{metric_id}")']
-        )
+        filters = (f'equals(metric_id,"{metric_id}")',)
+        yield from reader.read_split(Query(STREAMS["metric_events"], *_bounds(cursor), filters=filters))
+
+
+# The streams with a builder of their own; every other row of STREAMS is built by `_plain`.
+SPECIAL_STREAMS: Dict[str, Builder] = {
+    "global_exclusions": _one(_global_exclusion_rows),
+    "list_members": _members,
+    "segment_members": _members,
+    "campaigns": _one(_campaign_rows, cursor=True),
+    "metric_events": _metric_tables,
+    "coupon_codes": _one(_coupon_code_rows),
+    **dict.fromkeys(REPORTS, _report),
+}

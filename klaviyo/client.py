@@ -1,6 +1,5 @@
 """The one place that talks HTTP to Klaviyo: auth, revision, rate limits, retries, pagination, errors."""
 
-import queue
 import random
 import re
 import socket
@@ -9,7 +8,6 @@ import threading
 import time
 from typing import (
     Any,
-    Callable,
     Dict,
     Iterator,
     List,
@@ -17,9 +15,7 @@ from typing import (
     Mapping,
     NamedTuple,
     Optional,
-    Sequence,
     Tuple,
-    TypeVar,
 )
 from urllib.parse import urlsplit
 
@@ -34,8 +30,6 @@ from pyrate_limiter import InMemoryBucket, Limiter, MonotonicClock, Rate, Single
 from requests.adapters import HTTPAdapter
 
 from .settings import DEFAULT_MAX_RETRY_AFTER, ENDPOINTS, Endpoint
-
-T = TypeVar("T")
 
 
 class KlaviyoError(Exception):
@@ -507,66 +501,3 @@ class KlaviyoClient:
                 f"{exc}; gave up after {self._retry.max_attempts} attempts. Klaviyo may be degraded; run"
                 " again later (the load resumes where it stopped), or raise runtime.request_max_attempts."
             ) from None
-
-
-_DONE = object()
-
-
-def interleave(producers: Sequence[Callable[[], Iterator[T]]], workers: int, buffer: int = 8) -> Iterator[T]:
-    """Runs the producers on `workers` threads and yields their items as they arrive.
-
-    At most `buffer` items wait to be consumed, so pages flow through instead of piling up. The
-    first error of any producer is raised here; closing the generator stops the threads.
-    """
-    if workers <= 1 or len(producers) <= 1:
-        for produce in producers:
-            yield from produce()
-        return
-    items: queue.Queue[Any] = queue.Queue(maxsize=buffer)
-    pending = iter(producers)
-    lock = threading.Lock()
-    stop = threading.Event()
-
-    def put(item: Any) -> bool:
-        while not stop.is_set():
-            try:
-                items.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def work() -> None:
-        try:
-            while not stop.is_set():
-                with lock:
-                    produce = next(pending, None)
-                if produce is None:
-                    break
-                for item in produce():
-                    if not put(item):
-                        return
-        except BaseException as exc:  # handed to the consumer, which raises it
-            put(_Failure(exc))
-        finally:
-            put(_DONE)
-
-    threads = [threading.Thread(target=work, daemon=True) for _ in range(min(workers, len(producers)))]
-    for thread in threads:
-        thread.start()
-    running = len(threads)
-    try:
-        while running:
-            item = items.get()
-            if item is _DONE:
-                running -= 1
-            elif isinstance(item, _Failure):
-                raise item.error
-            else:
-                yield item
-    finally:
-        stop.set()
-
-
-class _Failure(NamedTuple):
-    error: BaseException

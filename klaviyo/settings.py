@@ -67,6 +67,7 @@ ENDPOINTS: Dict[str, Endpoint] = {
     "coupon_codes": Endpoint("coupon-codes", 100, 350, 3500, ("coupon-codes:read",)),
     "forms": Endpoint("forms", 100, 3, 60, ("forms:read",)),
     "images": Endpoint("images", 100, 10, 150, ("images:read",)),
+    "push_tokens": Endpoint("push-tokens", 100, 10, 150, ("profiles:read", "push-tokens:read")),
     # reporting API: also 225 a day, which Klaviyo enforces with a 429 of a very long Retry-After
     "campaign_values_report": Endpoint("campaign-values-reports", None, 1, 2, ("campaigns:read",)),
     "flow_values_report": Endpoint("flow-values-reports", None, 1, 2, ("flows:read",)),
@@ -76,110 +77,92 @@ ENDPOINTS: Dict[str, Endpoint] = {
 
 @dataclass(frozen=True)
 class Stream:
-    """A table loaded from one endpoint: how rows are keyed and how the run resumes."""
+    """A table loaded from one endpoint: how rows are keyed, how the run resumes, how it is read."""
 
     endpoint: str  # key of ENDPOINTS
-    primary_key: Tuple[str, ...]
-    cursor: Optional[str] = None  # attribute the incremental load follows
-    # filter operators the endpoint allows on the cursor: (lower bound, upper bound)
-    cursor_filter: Tuple[str, Optional[str]] = ("greater-or-equal", "less-than")
-    write_disposition: TWriteDisposition = "merge"
-    params: Mapping[str, str] = field(default_factory=dict)
+    primary_key: Tuple[str, ...] = ("id",)
+    cursor: Optional[str] = None  # attribute the rows are sorted on and the incremental load follows
+    # filter operators the server allows on the cursor (lower bound, upper bound); a None bound the
+    # server cannot filter on is applied to the rows read instead
+    cursor_filter: Tuple[Optional[str], Optional[str]] = ("greater-or-equal", "less-than")
+    descending: bool = False  # sorted newest first: read down to the lower bound, then stop
+    write_disposition: TWriteDisposition = "merge"  # "replace": a full snapshot each run
+    parent: Optional[str] = None  # the stream read once per row of (its rows get `<parent>_id`)
+    default: bool = False  # loaded by a bare run; the others are opt-in with `with_resources(...)`
+    windows: bool = False  # a long range is read in parallel windows on the cursor
+    lookback: bool = False  # each run reads again from `lookback_seconds` before the previous one
+    params: Mapping[str, str] = field(default_factory=dict)  # `sort` comes from the cursor
+
+    @property
+    def parent_key(self) -> str:
+        """The column naming the parent row: `list_id` for a child of `lists`."""
+        assert self.parent, "only a fan-out has a parent"
+        return self.parent[:-1] + "_id"
+
+    @property
+    def incremental(self) -> bool:
+        """Whether runs resume from the cursor (snapshots read everything, in cursor order)."""
+        return self.cursor is not None and self.write_disposition != "replace"
 
 
-# The table of streams. Events of one metric per table are listed in METRIC_TABLES.
+_STRICT = ("greater-than", "less-than")  # profiles allow strict bounds only
+_SINCE = ("greater-than", None)  # lists and segments allow no upper bound
+_SUBSCRIPTIONS = {"additional-fields[profile]": "subscriptions"}
+
+# The table of streams. Tables named in SPECIAL_STREAMS (klaviyo/__init__.py) are built by their own
+# function; every other one by the generic factory. "metric_events" is the template of the event
+# tables of one metric each (METRIC_TABLES, extra_metrics).
+# fmt: off
 STREAMS: Dict[str, Stream] = {
-    "profiles": Stream(
-        "profiles",
-        ("id",),
-        cursor="updated",
-        cursor_filter=("greater-than", "less-than"),  # profiles allow strict bounds only
-        params={"sort": "updated", "additional-fields[profile]": "subscriptions"},
-    ),
+    "profiles": Stream("profiles", cursor="updated", cursor_filter=_STRICT, default=True, windows=True, lookback=True, params=_SUBSCRIPTIONS),
     # full snapshot each run, so profiles that are no longer suppressed leave the table
-    "global_exclusions": Stream(
-        "profiles",
-        ("id",),
-        write_disposition="replace",
-        params={"additional-fields[profile]": "subscriptions"},
-    ),
-    "lists": Stream(
-        "lists", ("id",), cursor="updated", cursor_filter=("greater-than", None), params={"sort": "updated"}
-    ),
+    "global_exclusions": Stream("profiles", write_disposition="replace", default=True, params=_SUBSCRIPTIONS),
+    "lists": Stream("lists", cursor="updated", cursor_filter=_SINCE, default=True),
     # full snapshot each run, so members who left a list leave the table
-    "list_members": Stream(
-        "list_profiles",
-        ("list_id", "id"),
-        cursor="joined_group_at",  # large lists are read in windows on it, in parallel
-        write_disposition="replace",
-        params={"sort": "joined_group_at"},
-    ),
-    "campaigns": Stream("campaigns", ("id",), cursor="updated_at", params={"sort": "updated_at"}),
-    "metrics": Stream("metrics", ("id",)),
+    "list_members": Stream("list_profiles", ("list_id", "id"), "joined_group_at", write_disposition="replace", parent="lists", default=True, windows=True),
+    "campaigns": Stream("campaigns", cursor="updated_at", default=True),  # one read per channel
+    "metrics": Stream("metrics", default=True),
+    "metric_events": Stream("events", cursor="datetime", default=True, windows=True, lookback=True),
     # every metric in one table, with the metric's name and the attribution resolved from `include`
-    "events": Stream(
-        "events", ("id",), cursor="datetime", params={"sort": "datetime", "include": "metric,attributions"}
-    ),
-    # the events of one metric per table (METRIC_TABLES and extra_metrics)
-    "metric_events": Stream("events", ("id",), cursor="datetime", params={"sort": "datetime"}),
-    "segments": Stream(
-        "segments",
-        ("id",),
-        cursor="updated",
-        cursor_filter=("greater-than", None),
-        params={"sort": "updated"},
-    ),
-    "segment_members": Stream(
-        "segment_profiles",
-        ("segment_id", "id"),
-        cursor="joined_group_at",
-        write_disposition="replace",
-        params={"sort": "joined_group_at"},
-    ),
-    # children of campaigns and flows: only parents updated since the last run are walked again
-    "campaign_messages": Stream("campaign_messages", ("id",)),
-    "flows": Stream("flows", ("id",), cursor="updated", params={"sort": "updated"}),
-    "flow_actions": Stream("flow_actions", ("id",)),
-    "flow_messages": Stream("flow_messages", ("id",)),
-    "templates": Stream("templates", ("id",), cursor="updated", params={"sort": "updated"}),
-    "tags": Stream("tags", ("id",)),
-    "tag_groups": Stream("tag_groups", ("id",)),
-    "catalog_items": Stream("catalog_items", ("id",)),
-    "catalog_variants": Stream("catalog_variants", ("id",)),
-    "catalog_categories": Stream("catalog_categories", ("id",)),
-    "coupons": Stream("coupons", ("id",)),
-    # Klaviyo requires a coupon filter: read per batch of coupons
-    "coupon_codes": Stream("coupon_codes", ("id",)),
-    "forms": Stream("forms", ("id",), cursor="updated_at", params={"sort": "updated_at"}),
-    "images": Stream("images", ("id",), cursor="updated_at", params={"sort": "updated_at"}),
+    "events": Stream("events", cursor="datetime", windows=True, lookback=True, params={"include": "metric,attributions"}),
+    "segments": Stream("segments", cursor="updated", cursor_filter=_SINCE),
+    "segment_members": Stream("segment_profiles", ("segment_id", "id"), "joined_group_at", write_disposition="replace", parent="segments", windows=True),
+    # children: only the parents this run loads (updated since the last run) are walked again
+    "campaign_messages": Stream("campaign_messages", parent="campaigns"),
+    "flows": Stream("flows", cursor="updated"),
+    "flow_actions": Stream("flow_actions", parent="flows"),
+    "flow_messages": Stream("flow_messages", parent="flow_actions"),
+    "templates": Stream("templates", cursor="updated", windows=True),
+    "tags": Stream("tags"),
+    "tag_groups": Stream("tag_groups"),
+    "catalog_items": Stream("catalog_items"),
+    "catalog_variants": Stream("catalog_variants"),
+    "catalog_categories": Stream("catalog_categories"),
+    "coupons": Stream("coupons"),
+    "coupon_codes": Stream("coupon_codes"),  # Klaviyo requires a coupon filter: read per batch of coupons
+    "forms": Stream("forms", cursor="updated_at"),
+    "images": Stream("images", cursor="updated_at"),
+    "push_tokens": Stream("push_tokens"),
+    # the reporting API: one POST per time window; the primary key is the report's grouping
+    "campaign_values_report": Stream("campaign_values_report", ("campaign_id", "campaign_message_id", "send_channel")),
+    "flow_values_report": Stream("flow_values_report", ("flow_id", "flow_message_id", "send_channel")),
+    "flow_series_report": Stream("flow_series_report", ("date", "flow_id", "flow_message_id", "send_channel"), "date"),
 }
+# fmt: on
 
 
 @dataclass(frozen=True)
 class Report:
-    """A table from Klaviyo's reporting API: one POST per time window, rows per message."""
+    """What a reporting-API table asks for (its endpoint and grouping are its row of STREAMS)."""
 
-    endpoint: str  # key of ENDPOINTS
     report_type: str  # the JSON:API `data.type` of the request body
-    groupings: Tuple[str, ...]  # the primary key, with `date` first for series
-    series: bool = False
+    series: bool = False  # a daily series from the cursor on, else values over the last year
 
 
 REPORTS: Dict[str, Report] = {
-    "campaign_values_report": Report(
-        "campaign_values_report",
-        "campaign-values-report",
-        ("campaign_id", "campaign_message_id", "send_channel"),
-    ),
-    "flow_values_report": Report(
-        "flow_values_report", "flow-values-report", ("flow_id", "flow_message_id", "send_channel")
-    ),
-    "flow_series_report": Report(
-        "flow_series_report",
-        "flow-series-report",
-        ("date", "flow_id", "flow_message_id", "send_channel"),
-        series=True,
-    ),
+    "campaign_values_report": Report("campaign-values-report"),
+    "flow_values_report": Report("flow-values-report"),
+    "flow_series_report": Report("flow-series-report", series=True),
 }
 REPORT_STATISTICS = (
     "recipients",
@@ -313,6 +296,18 @@ _SUBSCRIPTION_COLUMNS: Dict[str, TDataType] = {
     for group, fields in _SUBSCRIPTION_FIELDS.items()
     for name, data_type in fields.items()
 }
+# what catalog items and their variants both have, in the spec's order
+_CATALOG: Dict[str, TDataType] = {
+    "price": "double",
+    "url": "text",
+    "image_full_url": "text",
+    "image_thumbnail_url": "text",
+    "images": "json",
+    "custom_metadata": "json",
+    "published": "bool",
+    "created": "timestamp",
+    "updated": "timestamp",
+}
 _COLUMN_TYPES: Dict[str, Dict[str, TDataType]] = {
     "profiles": {**_PROFILE_COLUMNS, **_SUBSCRIPTION_COLUMNS},
     "global_exclusions": {
@@ -413,15 +408,7 @@ _COLUMN_TYPES: Dict[str, Dict[str, TDataType]] = {
         "external_id": "text",
         "title": "text",
         "description": "text",
-        "price": "double",
-        "url": "text",
-        "image_full_url": "text",
-        "image_thumbnail_url": "text",
-        "images": "json",
-        "custom_metadata": "json",
-        "published": "bool",
-        "created": "timestamp",
-        "updated": "timestamp",
+        **_CATALOG,
     },
     "catalog_variants": {
         "id": "text",
@@ -431,15 +418,7 @@ _COLUMN_TYPES: Dict[str, Dict[str, TDataType]] = {
         "description": "text",
         "inventory_policy": "bigint",
         "inventory_quantity": "double",
-        "price": "double",
-        "url": "text",
-        "image_full_url": "text",
-        "image_thumbnail_url": "text",
-        "images": "json",
-        "custom_metadata": "json",
-        "published": "bool",
-        "created": "timestamp",
-        "updated": "timestamp",
+        **_CATALOG,
     },
     "catalog_categories": {"id": "text", "external_id": "text", "name": "text", "updated": "timestamp"},
     "coupons": {"id": "text", "external_id": "text", "description": "text", "monitor_configuration": "json"},
@@ -468,6 +447,22 @@ _COLUMN_TYPES: Dict[str, Dict[str, TDataType]] = {
         "hidden": "bool",
         "updated_at": "timestamp",
     },
+    "push_tokens": {
+        "id": "text",
+        "created": "timestamp",
+        "token": "text",
+        "enablement_status": "text",
+        "platform": "text",
+        "vendor": "text",
+        "background": "text",
+        "recorded_date": "text",  # the spec gives it no date-time format
+        **{
+            f"metadata__{name}": "text"
+            for name in ("device_id", "klaviyo_sdk", "sdk_version", "device_model", "os_name", "os_version")
+            + ("manufacturer", "app_name", "app_version", "app_build", "app_id", "environment")
+        },
+        "profile_id": "text",
+    },
     "events": {
         "id": "text",
         "datetime": "timestamp",
@@ -490,10 +485,26 @@ _COLUMN_TYPES["metric_events"] = {
     for name, data_type in _COLUMN_TYPES["events"].items()
     if name in ("id", "datetime", "timestamp", "uuid", "event_properties", "metric_id", "profile_id")
 }
-for _columns in _COLUMN_TYPES.values():
-    _columns[EXTRA_ATTRIBUTES] = "json"
-COLUMN_TYPES: Mapping[str, Mapping[str, TDataType]] = _COLUMN_TYPES
+
+
+def _columns(name: str, stream: Stream) -> Dict[str, TDataType]:
+    """The stream's hints, else (and for what they leave out) its keys, its parent's id and its
+    cursor typed: a stream without hints loads with the rest of each row in `extra_attributes`."""
+    columns = dict(_COLUMN_TYPES.get(name, {}))
+    for key in (*stream.primary_key, stream.parent and stream.parent_key):
+        if key:
+            columns.setdefault(key, "text")
+    if stream.cursor:
+        columns.setdefault(stream.cursor, "timestamp")
+    columns[EXTRA_ATTRIBUTES] = "json"
+    return columns
+
+
+# every stream read as pages of rows (the reports have their own columns)
+COLUMN_TYPES: Mapping[str, Mapping[str, TDataType]] = {
+    name: _columns(name, stream) for name, stream in STREAMS.items() if name not in REPORTS
+}
 TABLE_COLUMNS: Dict[str, Dict[str, TColumnSchema]] = {
     stream: {name: {"data_type": data_type} for name, data_type in columns.items()}
-    for stream, columns in _COLUMN_TYPES.items()
+    for stream, columns in COLUMN_TYPES.items()
 }

@@ -156,6 +156,7 @@ class Account:
         self.forms_by_id: dict[str, dict[str, Any]] = {}
         self.form_versions_by_id: dict[str, dict[str, Any]] = {}
         self.images_by_id: dict[str, dict[str, Any]] = {}
+        self.push_tokens_by_id: dict[str, dict[str, Any]] = {}
         self._used_ids: set[str] = set()
         self._flow_action_seq = 81234560
         self._generate()
@@ -361,6 +362,9 @@ class Account:
         # everything below uses its own RNG so the entities above stay identical across versions
         self._generate_extras(start, end)
         self._compute_attributions()
+        from .push_tokens import seed_push_tokens  # here: it imports this module (through resources)
+
+        seed_push_tokens(self)
 
     # ------------------------------------------------ catalog/coupons/forms/images
     def _generate_extras(self, start: datetime, end: datetime) -> None:

@@ -21,6 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
+from . import push_tokens as PT
 from . import reports as REP
 from . import resources as R
 from .account import Account, AccountSpec
@@ -438,6 +439,7 @@ HANDLERS: dict[str, Handler] = {
     "get_forms": Handler(R.ser_form, R.get_plain, _All("forms_by_id")),
     "get_versions_for_form": Handler(R.ser_form_version, R.get_plain, _form_versions_src),
     "get_images": Handler(R.ser_image, R.get_plain, _All("images_by_id")),
+    "get_push_tokens": Handler(PT.ser_push_token, PT.get_push_token_field, _All("push_tokens_by_id")),
 }
 
 
