@@ -29,9 +29,9 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from .account import Account
 from .filters import FilterError, _QuotedStr, parse_datetime, parse_filter
 from .spec import schema
+from .store import Store
 
 MAX_LIST_ITEMS = 100
 SEND_CHANNELS = ("email", "sms", "push-notification", "whatsapp")
@@ -106,7 +106,7 @@ class ReportRequest:
 
 
 # --------------------------------------------------------------------------- timeframes
-def account_tz(acc: Account) -> ZoneInfo:
+def account_tz(acc: Store) -> ZoneInfo:
     return ZoneInfo(str(acc.account_info.get("timezone") or "UTC"))
 
 
@@ -115,7 +115,7 @@ def _add_months(dt: datetime, months: int) -> datetime:
     return dt.replace(year=idx // 12, month=idx % 12 + 1, day=1)
 
 
-def resolve_timeframe(acc: Account, tf: Any) -> tuple[datetime, datetime]:
+def resolve_timeframe(acc: Store, tf: Any) -> tuple[datetime, datetime]:
     """``[start, end)`` in the account timezone for a ``{key}`` or ``{start, end}`` timeframe."""
     tz = account_tz(acc)
     if not isinstance(tf, dict):
@@ -210,7 +210,7 @@ def buckets(start: datetime, end: datetime, interval: str) -> list[datetime]:
 
 
 # --------------------------------------------------------------------------- body validation
-def parse_request(acc: Account, kind: ReportKind, body: Any) -> ReportRequest:
+def parse_request(acc: Store, kind: ReportKind, body: Any) -> ReportRequest:
     if not isinstance(body, dict) or not isinstance(body.get("data"), dict):
         raise ReportError("The request body must be a JSON:API document with a 'data' object.", "/data")
     data = body["data"]
@@ -389,7 +389,7 @@ def statistics(a: _Acc, channel: str, wanted: list[str]) -> dict[str, float | in
     return {k: full[k] for k in wanted}
 
 
-def _metric_roles(acc: Account) -> dict[str, str]:
+def _metric_roles(acc: Store) -> dict[str, str]:
     roles = {
         "Received Email": "delivered",
         "Bounced Email": "bounced",
@@ -415,7 +415,7 @@ _UNIQUE_OF = {
 }
 
 
-def _message_info(acc: Account, subject: str, msg_id: str) -> dict[str, Any] | None:
+def _message_info(acc: Store, subject: str, msg_id: str) -> dict[str, Any] | None:
     if subject == "campaign":
         m = acc.campaign_messages_by_id.get(msg_id)
         if m is None:
@@ -467,7 +467,7 @@ def _passes(info: dict[str, Any], filters: list[tuple[str, str, list[str]]]) -> 
 
 
 def _accumulate(
-    acc: Account, subject: str, conversion_metric_id: str, start_ts: int, end_ts: int
+    acc: Store, subject: str, conversion_metric_id: str, start_ts: int, end_ts: int
 ) -> dict[str, _Acc]:
     """Per-message accumulators for events with ``start_ts <= timestamp < end_ts``."""
     roles = _metric_roles(acc)
@@ -506,7 +506,7 @@ def _accumulate(
     return out
 
 
-def compute(acc: Account, req: ReportRequest) -> dict[str, Any]:
+def compute(acc: Store, req: ReportRequest) -> dict[str, Any]:
     """``{"results": [...]}`` (+ ``date_times`` for series), rows sorted by message id."""
     subject = req.kind.subject
     start_ts, end_ts = int(req.start.timestamp()), int(req.end.timestamp())
@@ -558,7 +558,7 @@ def relationships(req: ReportRequest, results: list[dict[str, Any]]) -> dict[str
 
 
 def ground_truth(
-    acc: Account,
+    acc: Store,
     operation_id: str,
     statistics: list[str],
     timeframe: dict[str, Any],

@@ -21,10 +21,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
+from . import registry
 from . import reports as REP
-from . import resources as R
 from .account import Account, AccountSpec
+from .events import get_event_field
 from .filters import Condition, FilterError, first_future_datetime, matches, parse_filter, validate
+from .handlers import Handler, IndexableSource, Live, sort_value
+from .jsonapi import BASE, Ctx, NotFound, Record, data_shape, included_shapes, related, serialize
 from .ratelimit import RateLimiter
 from .spec import REVISIONS, SPEC_REVISION, Operation, operations, post_operations
 
@@ -157,340 +160,13 @@ def server_error_body(status: int) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- operation table
-@dataclass
-class Handler:
-    serializer: R.Serializer
-    getter: R.Getter
-    source: Callable[[Account, str | None], list[R.Record]]
-    single: bool = False
-    default_sort: str | None = None
-    includes: dict[str, Callable[[Account, R.Record], list[tuple[R.Serializer, R.Record]]]] = field(
-        default_factory=dict
-    )
-    required_filters: tuple[str, ...] = ()
-    # at least one of these fields must be filtered on (any operator), e.g. coupon-codes
-    required_filter_one_of: tuple[str, ...] = ()
-
-
-def _child(mapping: str, key: str) -> Callable[[Account, str | None], list[R.Record]]:
-    def src(acc: Account, pid: str | None) -> list[R.Record]:
-        parent = getattr(acc, mapping).get(pid or "")
-        if parent is None:
-            raise R.NotFound(pid)
-        return list(parent[key])
-
-    return src
-
-
-@dataclass
-class _Live:
-    """Random access to the current records of a (possibly large) collection, for indexed paging."""
-
-    key: tuple[Any, ...]  # names the collection in the account's index cache
-    stamp: tuple[int, ...]  # changes whenever the collection may have changed
-    size: int
-    get: Callable[[str], R.Record | None]  # id -> record as the source would return it, None if gone
-
-
-class _IndexableSource:
-    """A data source whose records can also be fetched one by one by id (see :func:`page_generic`)."""
-
-    def __call__(self, acc: Account, pid: str | None) -> list[R.Record]:  # pragma: no cover
-        raise NotImplementedError
-
-    def live(self, acc: Account, pid: str | None) -> _Live:  # pragma: no cover
-        raise NotImplementedError
-
-
-class _All(_IndexableSource):
-    """Every record of an ``acc.<mapping>`` table."""
-
-    def __init__(self, mapping: str) -> None:
-        self.mapping = mapping
-
-    def __call__(self, acc: Account, pid: str | None) -> list[R.Record]:
-        return list(getattr(acc, self.mapping).values())
-
-    def live(self, acc: Account, pid: str | None) -> _Live:
-        table: dict[str, R.Record] = getattr(acc, self.mapping)
-        return _Live(("all", self.mapping), (acc.version, len(table)), len(table), table.get)
-
-
-class _Members(_IndexableSource):
-    """The member profiles of a list/segment, each a copy with its ``joined_group_at``."""
-
-    def __init__(self, mapping: str) -> None:
-        self.mapping = mapping
-
-    def _group(self, acc: Account, pid: str | None) -> dict[str, Any]:
-        group: dict[str, Any] | None = getattr(acc, self.mapping).get(pid or "")
-        if group is None:
-            raise R.NotFound(pid)
-        return group
-
-    def __call__(self, acc: Account, pid: str | None) -> list[R.Record]:
-        group = self._group(acc, pid)
-        return [
-            dict(acc.profiles_by_id[p], joined_group_at=j)
-            for p, j in group["members"].items()
-            if p in acc.profiles_by_id
-        ]
-
-    def live(self, acc: Account, pid: str | None) -> _Live:
-        members: dict[str, Any] = self._group(acc, pid)["members"]
-        profiles = acc.profiles_by_id
-
-        def get(rid: str) -> R.Record | None:
-            if rid not in members or rid not in profiles:
-                return None
-            return dict(profiles[rid], joined_group_at=members[rid])
-
-        stamp = (acc.version, len(members), len(profiles))
-        return _Live(("members", self.mapping, pid), stamp, len(members), get)
-
-
-def _one(mapping: str) -> Callable[[Account, str | None], list[R.Record]]:
-    def src(acc: Account, pid: str | None) -> list[R.Record]:
-        rec = getattr(acc, mapping).get(pid or "")
-        if rec is None:
-            raise R.NotFound(pid)
-        return [rec]
-
-    return src
-
-
-def _inc_ids(
-    ser: R.Serializer, mapping: str, key: str
-) -> Callable[[Account, R.Record], list[tuple[R.Serializer, R.Record]]]:
-    def inc(acc: Account, rec: R.Record) -> list[tuple[R.Serializer, R.Record]]:
-        ids = rec.get(key)
-        if ids is None:
-            return []
-        if isinstance(ids, str):
-            ids = [ids]
-        table = getattr(acc, mapping)
-        return [(ser, table[i]) for i in ids if i in table]
-
-    return inc
-
-
-def _inc_flows(key: str) -> Callable[[Account, R.Record], list[tuple[R.Serializer, R.Record]]]:
-    def inc(acc: Account, rec: R.Record) -> list[tuple[R.Serializer, R.Record]]:
-        return [(R.ser_flow, f) for f in acc.flows_by_id.values() if f.get(key) == rec["id"]]
-
-    return inc
-
-
-def _none(acc: Account, rec: R.Record) -> list[tuple[R.Serializer, R.Record]]:
-    return []
-
-
-def _campaign_messages_src(acc: Account, pid: str | None) -> list[R.Record]:
-    camp = acc.campaigns_by_id.get(pid or "")
-    if camp is None:
-        raise R.NotFound(pid)
-    return [acc.campaign_messages_by_id[m] for m in camp["message_ids"]]
-
-
-def _flow_actions_src(acc: Account, pid: str | None) -> list[R.Record]:
-    flow = acc.flows_by_id.get(pid or "")
-    if flow is None:
-        raise R.NotFound(pid)
-    return [acc.flow_actions_by_id[a] for a in flow["action_ids"]]
-
-
-def _flow_messages_src(acc: Account, pid: str | None) -> list[R.Record]:
-    act = acc.flow_actions_by_id.get(pid or "")
-    if act is None:
-        raise R.NotFound(pid)
-    return [acc.flow_messages_by_id[m] for m in act["message_ids"]]
-
-
-_TAG_INC = _inc_ids(R.ser_tag, "tags_by_id", "tag_ids")
-
-
-def _form_versions_src(acc: Account, pid: str | None) -> list[R.Record]:
-    form = acc.forms_by_id.get(pid or "")
-    if form is None:
-        raise R.NotFound(pid)
-    return [acc.form_versions_by_id[v] for v in form["version_ids"]]
-
-
-HANDLERS: dict[str, Handler] = {
-    "get_accounts": Handler(R.ser_account, R.get_plain, lambda acc, pid: [acc.account_info]),
-    "get_metrics": Handler(
-        R.ser_metric,
-        R.get_metric_field,
-        _All("metrics_by_id"),
-        includes={"flow-triggers": _inc_flows("trigger_metric_id")},
-    ),
-    "get_metric": Handler(
-        R.ser_metric,
-        R.get_metric_field,
-        _one("metrics_by_id"),
-        single=True,
-        includes={"flow-triggers": _inc_flows("trigger_metric_id")},
-    ),
-    "get_events": Handler(
-        R.ser_event,
-        R.get_event_field,
-        lambda acc, pid: [],
-        default_sort="datetime",
-        includes={
-            "metric": _inc_ids(R.ser_metric, "metrics_by_id", "metric_id"),
-            "profile": _inc_ids(R.ser_profile, "profiles_by_id", "profile_id"),
-            "attributions": _inc_ids(R.ser_attribution, "attributions_by_id", "attribution_ids"),
-        },
-    ),
-    "get_profiles": Handler(
-        R.ser_profile,
-        R.get_profile_field,
-        _All("profiles_by_id"),
-        includes={"conversations": _none, "push-tokens": _none},
-    ),
-    "get_lists": Handler(
-        R.ser_list,
-        R.get_plain,
-        _All("lists_by_id"),
-        includes={"tags": _TAG_INC, "flow-triggers": _inc_flows("trigger_list_id")},
-    ),
-    "get_list": Handler(
-        R.ser_list,
-        R.get_plain,
-        _one("lists_by_id"),
-        single=True,
-        includes={"tags": _TAG_INC, "flow-triggers": _inc_flows("trigger_list_id")},
-    ),
-    "get_profiles_for_list": Handler(R.ser_profile, R.get_profile_field, _Members("lists_by_id")),
-    "get_profile_ids_for_list": Handler(
-        R.ser_relationship_profile, R.get_profile_field, _Members("lists_by_id")
-    ),
-    "get_segments": Handler(
-        R.ser_segment,
-        R.get_plain,
-        _All("segments_by_id"),
-        includes={"tags": _TAG_INC, "flow-triggers": _none},
-    ),
-    "get_profiles_for_segment": Handler(R.ser_profile, R.get_profile_field, _Members("segments_by_id")),
-    "get_profile_ids_for_segment": Handler(
-        R.ser_relationship_profile, R.get_profile_field, _Members("segments_by_id")
-    ),
-    "get_campaigns": Handler(
-        R.ser_campaign,
-        R.get_campaign_field,
-        _All("campaigns_by_id"),
-        includes={
-            "campaign-messages": _inc_ids(R.ser_campaign_message, "campaign_messages_by_id", "message_ids"),
-            "tags": _TAG_INC,
-        },
-        required_filters=("messages.channel",),
-    ),
-    "get_messages_for_campaign": Handler(
-        R.ser_campaign_message,
-        R.get_plain,
-        _campaign_messages_src,
-        includes={
-            "campaign": _inc_ids(R.ser_campaign, "campaigns_by_id", "campaign_id"),
-            "template": _inc_ids(R.ser_template, "templates_by_id", "template_id"),
-            "image": _none,
-        },
-    ),
-    "get_flows": Handler(
-        R.ser_flow,
-        R.get_plain,
-        _All("flows_by_id"),
-        includes={
-            "flow-actions": _inc_ids(R.ser_flow_action, "flow_actions_by_id", "action_ids"),
-            "tags": _TAG_INC,
-        },
-    ),
-    "get_actions_for_flow": Handler(R.ser_flow_action, R.get_plain, _flow_actions_src),
-    "get_flow_action_messages": Handler(R.ser_flow_message, R.get_plain, _flow_messages_src),
-    "get_templates": Handler(R.ser_template, R.get_plain, _All("templates_by_id")),
-    "get_tags": Handler(
-        R.ser_tag,
-        R.get_plain,
-        _All("tags_by_id"),
-        includes={"tag-group": _inc_ids(R.ser_tag_group, "tag_groups_by_id", "tag_group_id")},
-    ),
-    "get_tag_groups": Handler(R.ser_tag_group, R.get_plain, _All("tag_groups_by_id")),
-    "get_catalog_items": Handler(
-        R.ser_catalog_item,
-        R.get_catalog_field,
-        _All("catalog_items_by_id"),
-        includes={"variants": _inc_ids(R.ser_catalog_variant, "catalog_variants_by_id", "variant_ids")},
-    ),
-    "get_catalog_variants": Handler(
-        R.ser_catalog_variant, R.get_catalog_field, _All("catalog_variants_by_id")
-    ),
-    "get_catalog_categories": Handler(
-        R.ser_catalog_category, R.get_catalog_field, _All("catalog_categories_by_id")
-    ),
-    "get_coupons": Handler(R.ser_coupon, R.get_plain, _All("coupons_by_id")),
-    "get_coupon_codes": Handler(
-        R.ser_coupon_code,
-        R.get_catalog_field,
-        _All("coupon_codes_by_id"),
-        includes={"coupon": _inc_ids(R.ser_coupon, "coupons_by_id", "coupon_id")},
-        required_filter_one_of=("coupon.id", "profile.id"),
-    ),
-    "get_forms": Handler(R.ser_form, R.get_plain, _All("forms_by_id")),
-    "get_versions_for_form": Handler(R.ser_form_version, R.get_plain, _form_versions_src),
-    "get_images": Handler(R.ser_image, R.get_plain, _All("images_by_id")),
-}
-
-
-def _omni_messages_src(acc: Account, pid: str | None) -> list[R.Record]:
-    """Every campaign message, with the status its campaign gives it (a 2026-10-15 filter/sort field)."""
-    return [
-        dict(m, status=R.omni_status(acc.campaigns_by_id[m["campaign_id"]]))
-        for m in acc.campaign_messages_by_id.values()
-    ]
-
-
-def _omni_campaign_messages_src(acc: Account, pid: str | None) -> list[R.Record]:
-    return [
-        dict(m, status=R.omni_status(acc.campaigns_by_id[m["campaign_id"]]))
-        for m in _campaign_messages_src(acc, pid)
-    ]
-
-
-_OMNI_MESSAGE_INC = _inc_ids(R.ser_omni_campaign_message, "campaign_messages_by_id", "message_ids")
-
-# Operations whose behaviour differs by revision: 2026-10-15's omnichannel Campaigns API (no channel
-# filter, new shapes, a /campaign-messages collection). Everything else is served as in HANDLERS.
-REVISION_HANDLERS: dict[str, dict[str, Handler]] = {
-    "2026-10-15": {
-        "get_campaigns": Handler(
-            R.ser_omni_campaign,
-            R.get_omni_campaign_field,
-            _All("campaigns_by_id"),
-            includes={"campaign-messages": _OMNI_MESSAGE_INC, "campaign-audiences": _none},
-        ),
-        "get_campaign_messages": Handler(
-            R.ser_omni_campaign_message,
-            R.get_omni_message_field,
-            _omni_messages_src,
-            includes={
-                "campaign": _inc_ids(R.ser_omni_campaign, "campaigns_by_id", "campaign_id"),
-                "campaign-variations": _none,
-            },
-        ),
-        "get_messages_for_campaign": Handler(
-            R.ser_omni_campaign_message, R.get_omni_message_field, _omni_campaign_messages_src
-        ),
-    }
-}
-
-
 def handler_for(operation_id: str, revision: str = SPEC_REVISION) -> Handler:
-    return REVISION_HANDLERS.get(revision, {}).get(operation_id) or HANDLERS[operation_id]
+    return registry.handlers(revision)[operation_id]
 
 
 def _routes(revision: str = SPEC_REVISION) -> list[Operation]:
     ops = operations(revision)
-    served = {**HANDLERS, **REVISION_HANDLERS.get(revision, {})}
-    return [ops[oid] for oid in served if oid in ops]
+    return [ops[oid] for oid in registry.handlers(revision) if oid in ops]
 
 
 # --------------------------------------------------------------------------- query parsing
@@ -500,7 +176,7 @@ class Query:
     sort: str | None
     conditions: list[Condition]
     cursor: tuple[Any, ...] | None
-    ctx: R.Ctx
+    ctx: Ctx
 
 
 def _b64(data: Any) -> str:
@@ -553,7 +229,7 @@ def parse_query(op: Operation, handler: Handler, params: dict[str, str]) -> Quer
     if sort is not None and (op.sort is None or sort not in op.sort):
         allowed = ", ".join(op.sort or ())
         raise invalid(f"'{sort}' is not a valid sort field. Valid sort fields are: {allowed}.", "sort")
-    ctx = R.Ctx(operation_id=op.operation_id)
+    ctx = Ctx()
     for name, value in params.items():
         if name.startswith("fields["):
             rtype = name[7:-1]
@@ -615,12 +291,12 @@ def parse_query(op: Operation, handler: Handler, params: dict[str, str]) -> Quer
 
 # --------------------------------------------------------------------------- pagination
 def _keyed(
-    records: list[R.Record], handler: Handler, sort: str | None
-) -> list[tuple[tuple[Any, ...], str, R.Record]]:
+    records: list[Record], handler: Handler, sort: str | None
+) -> list[tuple[tuple[Any, ...], str, Record]]:
     field_name = (sort or handler.default_sort or "id").lstrip("-")
     if field_name == "id":
         return [((1, r["id"]), r["id"], r) for r in records]
-    return [(R.sort_value(handler.getter(r, field_name)), r["id"], r) for r in records]
+    return [(sort_value(handler.getter(r, field_name)), r["id"], r) for r in records]
 
 
 # Collections with at least this many records are paged through a cached sorted index (below it,
@@ -641,9 +317,9 @@ class _SortIndex:
 
 def page_generic(
     acc: Account, handler: Handler, q: Query, parent: str | None
-) -> tuple[list[R.Record], tuple[Any, ...] | None]:
+) -> tuple[list[Record], tuple[Any, ...] | None]:
     src = handler.source
-    if q.page_size is not None and isinstance(src, _IndexableSource):
+    if q.page_size is not None and isinstance(src, IndexableSource):
         live = src.live(acc, parent)
         if live.size >= INDEX_MIN_RECORDS:
             return _page_indexed(acc, handler, q, parent, live)
@@ -652,7 +328,7 @@ def page_generic(
 
 def page_full(
     acc: Account, handler: Handler, q: Query, parent: str | None
-) -> tuple[list[R.Record], tuple[Any, ...] | None]:
+) -> tuple[list[Record], tuple[Any, ...] | None]:
     """Filter and sort the whole collection, then cut out the page (the reference behaviour)."""
     records = handler.source(acc, parent)
     if q.conditions:
@@ -687,7 +363,7 @@ def page_full(
 
 
 def _sort_index(
-    acc: Account, handler: Handler, parent: str | None, field_name: str, live: _Live
+    acc: Account, handler: Handler, parent: str | None, field_name: str, live: Live
 ) -> _SortIndex:
     cache_key = (*live.key, handler.getter, field_name)
     idx: _SortIndex | None = acc.page_indexes.get(cache_key)
@@ -706,8 +382,8 @@ def _sort_index(
 
 
 def _page_indexed(
-    acc: Account, handler: Handler, q: Query, parent: str | None, live: _Live
-) -> tuple[list[R.Record], tuple[Any, ...] | None]:
+    acc: Account, handler: Handler, q: Query, parent: str | None, live: Live
+) -> tuple[list[Record], tuple[Any, ...] | None]:
     """Same result as :func:`page_full`, in O(page + log n) for a range on the sort field.
 
     Resume from the cursor by bisection in the cached index, narrow datetime range filters on the
@@ -723,7 +399,7 @@ def _page_indexed(
         for c in q.conditions:
             if c.field != field_name or c.is_list or not isinstance(c.value, datetime):
                 continue
-            bound = R.sort_value(c.value)
+            bound = sort_value(c.value)
             if c.op in ("greater-than", "greater-or-equal"):
                 start = max(start, bisect.bisect_left(keys, (bound,)))
             elif c.op in ("less-than", "less-or-equal"):
@@ -744,10 +420,10 @@ def _take_page(
     desc: bool,
     cursor_key: Any | None,
     size: int,
-    fetch: Callable[[str], R.Record | None],
+    fetch: Callable[[str], Record | None],
     conditions: list[Condition],
-    getter: Callable[[R.Record, str], Any],
-) -> tuple[list[R.Record], Any | None]:
+    getter: Callable[[Record, str], Any],
+) -> tuple[list[Record], Any | None]:
     """One page from ``keys[start:end]`` (sorted ``(sort key, id)`` pairs; walked backwards when
     ``desc``), resuming after ``cursor_key``: the records matching every condition, and the key of the
     page's last record when another match follows (``None`` on the last page)."""
@@ -756,7 +432,7 @@ def _take_page(
             end = min(end, bisect.bisect_left(keys, cursor_key))
         else:
             start = max(start, bisect.bisect_right(keys, cursor_key))
-    out: list[R.Record] = []
+    out: list[Record] = []
     last: Any | None = None
     for i in range(end - 1, start - 1, -1) if desc else range(start, end):
         rec = fetch(keys[i][1])
@@ -774,7 +450,7 @@ def _take_page(
 _RANGE_OPS = {"greater-than", "greater-or-equal", "less-than", "less-or-equal"}
 
 
-def page_events(acc: Account, q: Query) -> tuple[list[R.Record], tuple[Any, ...] | None]:
+def page_events(acc: Account, q: Query) -> tuple[list[Record], tuple[Any, ...] | None]:
     """Fast path: per-metric sorted (timestamp, id) index + bisect for ranges and the cursor."""
     metric_ids: list[str] | None = None
     lo: tuple[int, str] = (-(2**62), "")
@@ -809,9 +485,64 @@ def page_events(acc: Account, q: Query) -> tuple[list[R.Record], tuple[Any, ...]
     desc = bool(q.sort and q.sort.startswith("-"))
     cursor_key = (int(q.cursor[1][1]), q.cursor[2]) if q.cursor is not None else None
     out, last_key = _take_page(
-        index, start, end, desc, cursor_key, q.page_size or 200, acc.events_by_id.get, rest, R.get_event_field
+        index, start, end, desc, cursor_key, q.page_size or 200, acc.events_by_id.get, rest, get_event_field
     )
     return out, (((1, last_key[0]), last_key[1]) if last_key else None)
+
+
+# --------------------------------------------------------------------------- serialisation
+def _dumps(doc: Any) -> str:
+    return json.dumps(doc, separators=(",", ":"))
+
+
+def _serialize(acc: Account, operation_id: str, revision: str, rtype: str, rec: Record, ctx: Ctx) -> Record:
+    resource = registry.RESOURCES[revision][rtype]
+    return serialize(acc, resource, data_shape(operation_id, revision), rec, ctx)
+
+
+def _event_fragments(acc: Account, records: list[Record], ctx: Ctx, base: str, revision: str) -> str:
+    """The data of an events page from a cache of each event's final JSON fragment (links already
+    absolute) per base URL, revision and shape (attribution ids listed or not), dropped whenever the
+    account changes: events are most of what a client reads."""
+    key = (base, revision, "attributions" in ctx.include)
+    version, frags = acc.event_fragments.get(key, (None, {}))
+    if version != acc.version:
+        frags = {}
+        acc.event_fragments[key] = (acc.version, frags)
+    parts = []
+    for ev in records:
+        frag = frags.get(ev["id"])
+        if frag is None:
+            frag = _dumps(_serialize(acc, "get_events", revision, "event", ev, ctx)).replace(BASE, base)
+            frags[ev["id"]] = frag
+        parts.append(frag)
+    return "[" + ",".join(parts) + "]"
+
+
+def _included(
+    acc: Account, operation_id: str, revision: str, rtype: str, records: list[Record], ctx: Ctx
+) -> str | None:
+    """The ``included`` array of a compound document (None when nothing was asked to be included)."""
+    if not ctx.include:
+        return None
+    resources = registry.RESOURCES[revision]
+    primary, shape = resources[rtype], data_shape(operation_id, revision)
+    shapes = included_shapes(operation_id, revision)
+    inc_ctx = Ctx(fields=ctx.fields)
+    seen: set[tuple[str, str]] = set()
+    docs: list[Record] = []
+    for rec in records:
+        for name in sorted(ctx.include):
+            related_type, ids = related(acc, primary, shape, rec, name)
+            table = getattr(acc, resources[related_type].table) if ids else {}
+            for rid in ids:
+                if (related_type, rid) in seen or rid not in table:
+                    continue
+                seen.add((related_type, rid))
+                docs.append(
+                    serialize(acc, resources[related_type], shapes[related_type], table[rid], inc_ctx)
+                )
+    return _dumps(docs)
 
 
 # --------------------------------------------------------------------------- the emulator
@@ -979,50 +710,16 @@ class Emulator:
                     records, nxt = page_events(acc, q)
                 else:
                     records, nxt = page_generic(acc, handler, q, parent)
-            except R.NotFound:
+            except NotFound:
                 raise not_found(f"A resource with id '{parent}' was not found.") from None
-            ctx = q.ctx
-            fast = op.operation_id == "get_events" and "event" not in ctx.fields
-            if fast:
-                # cache of each event's final JSON fragment (links already absolute) per base URL and
-                # per shape (attribution ids listed or not), dropped whenever the account changes
-                shape = (base, "attributions" in ctx.include)
-                version, frags = acc.event_fragments.get(shape, (None, {}))
-                if version != acc.version:
-                    frags = {}
-                    acc.event_fragments[shape] = (acc.version, frags)
-                parts = []
-                for ev in records:
-                    frag = frags.get(ev["id"])
-                    if frag is None:
-                        frag = json.dumps(R.ser_event(acc, ev, ctx), separators=(",", ":")).replace(
-                            R.BASE, base
-                        )
-                        frags[ev["id"]] = frag
-                    parts.append(frag)
-                data_json = "[" + ",".join(parts) + "]"
+            if op.operation_id == "get_events" and "event" not in q.ctx.fields:
+                data_json = _event_fragments(acc, records, q.ctx, base, revision)
             else:
-                docs = [handler.serializer(acc, r, ctx) for r in records]
-                if handler.single:
-                    data_json = json.dumps(docs[0], separators=(",", ":"))
-                else:
-                    data_json = json.dumps(docs, separators=(",", ":"))
-            included_json = None
-            if ctx.include:
-                seen: set[tuple[Any, str]] = set()
-                inc_docs: list[dict[str, Any]] = []
-                inc_ctx = R.Ctx(fields=ctx.fields)
-                for r in records:
-                    for name in sorted(ctx.include):
-                        fn = handler.includes.get(name)
-                        if fn is None:
-                            continue
-                        for ser, rec in fn(acc, r):
-                            key = (ser, rec["id"])  # a serializer makes one type: no need to build the doc
-                            if key not in seen:
-                                seen.add(key)
-                                inc_docs.append(ser(acc, rec, inc_ctx))
-                included_json = json.dumps(inc_docs, separators=(",", ":"))
+                docs = [
+                    _serialize(acc, op.operation_id, revision, handler.resource, r, q.ctx) for r in records
+                ]
+                data_json = _dumps(docs[0] if handler.single else docs)
+            included_json = _included(acc, op.operation_id, revision, handler.resource, records, q.ctx)
         self_url = base + path[len("/api") :] + (("?" + raw_query) if raw_query else "")
         links: dict[str, Any] = {"self": self_url}
         if not handler.single:
@@ -1033,12 +730,12 @@ class Emulator:
                 np["page[cursor]"] = cursor
                 next_url = base + path[len("/api") :] + "?" + urlencode(np, quote_via=quote, safe="")
             links = {"self": self_url, "next": next_url, "prev": None}
-        body = '{"data":' + data_json + ',"links":' + json.dumps(links, separators=(",", ":"))
+        body = '{"data":' + data_json + ',"links":' + _dumps(links)
         if included_json is not None:
             body += ',"included":' + included_json
         body += "}"
-        if R.BASE in body:
-            body = body.replace(R.BASE, base)
+        if BASE in body:
+            body = body.replace(BASE, base)
         return body, len(records)
 
     def build_report(
