@@ -254,6 +254,10 @@ def _list_flow_triggers(acc: Store, lst: Record) -> list[str]:
     return [f["id"] for f in acc.flows_by_id.values() if f.get("trigger_list_id") == lst["id"]]
 
 
+def _segment_definition(acc: Store, _segment: Record) -> dict[str, Any]:
+    return {"condition_groups": []}
+
+
 def get_profile_field(p: Record, f: str) -> Any:
     if f.startswith("subscriptions.email.marketing.suppression."):
         key = f.rsplit(".", 1)[1]
@@ -283,7 +287,7 @@ RESOURCES = [
     Resource(
         "segment",
         "segments_by_id",
-        computed={"definition": lambda acc, seg: {"condition_groups": []}},
+        computed={"definition": _segment_definition},
         to_many={"tags": "tag_ids", "flow-triggers": _no_ids},
     ),
 ]

@@ -209,84 +209,118 @@ def invalid_cursor() -> HTTPError:
     )
 
 
-def parse_query(op: Operation, handler: Handler, params: dict[str, str]) -> Query:
+def _check_names(op: Operation, params: dict[str, str]) -> None:
     for name in params:
         if name not in op.query_params:
             raise invalid(f"'{name}' is not a valid query parameter for this endpoint.", name)
-    page_size: int | None = None
-    if op.page_size is not None:
-        default, lo, hi = op.page_size
-        page_size = default
-        if "page[size]" in params:
-            raw = params["page[size]"]
-            try:
-                page_size = int(raw)
-            except ValueError:
-                raise invalid(f"'{raw}' is not a valid integer.", "page[size]") from None
-            if not lo <= page_size <= hi:
-                raise invalid(f"Page size must be an integer between {lo} and {hi}.", "page[size]")
+
+
+def _page_size(op: Operation, params: dict[str, str]) -> int | None:
+    if op.page_size is None:
+        return None
+    default, lo, hi = op.page_size
+    raw = params.get("page[size]")
+    if raw is None:
+        return default
+    try:
+        size = int(raw)
+    except ValueError:
+        raise invalid(f"'{raw}' is not a valid integer.", "page[size]") from None
+    if not lo <= size <= hi:
+        raise invalid(f"Page size must be an integer between {lo} and {hi}.", "page[size]")
+    return size
+
+
+def _sort(op: Operation, params: dict[str, str]) -> str | None:
     sort = params.get("sort")
     if sort is not None and (op.sort is None or sort not in op.sort):
         allowed = ", ".join(op.sort or ())
         raise invalid(f"'{sort}' is not a valid sort field. Valid sort fields are: {allowed}.", "sort")
+    return sort
+
+
+def _listed(value: str, allowed: frozenset[str], parameter: str, complaint: str) -> list[str]:
+    """The comma-separated values of a parameter, each checked against its enum."""
+    wanted = [v for v in value.split(",") if v]
+    bad = [v for v in wanted if v not in allowed]
+    if bad:
+        raise invalid(f"'{bad[0]}' {complaint}", parameter)
+    return wanted
+
+
+def _ctx(op: Operation, params: dict[str, str]) -> Ctx:
+    """Sparse fieldsets, additional fields and includes of a request."""
     ctx = Ctx()
     for name, value in params.items():
         if name.startswith("fields["):
             rtype = name[7:-1]
-            wanted = [v for v in value.split(",") if v]
-            bad = [v for v in wanted if v not in op.fields.get(rtype, frozenset())]
-            if bad:
-                raise invalid(f"'{bad[0]}' is not a valid field for the resource '{rtype}'.", name)
-            ctx.fields[rtype] = wanted
+            complaint = f"is not a valid field for the resource '{rtype}'."
+            ctx.fields[rtype] = _listed(value, op.fields.get(rtype, frozenset()), name, complaint)
         elif name.startswith("additional-fields["):
             rtype = name[18:-1]
-            wanted = [v for v in value.split(",") if v]
-            bad = [v for v in wanted if v not in op.additional_fields.get(rtype, frozenset())]
-            if bad:
-                raise invalid(f"'{bad[0]}' is not a valid additional field for '{rtype}'.", name)
-            ctx.additional[rtype] = set(wanted)
+            complaint = f"is not a valid additional field for '{rtype}'."
+            allowed = op.additional_fields.get(rtype, frozenset())
+            ctx.additional[rtype] = set(_listed(value, allowed, name, complaint))
     if "include" in params:
-        wanted = [v for v in params["include"].split(",") if v]
-        bad = [v for v in wanted if v not in (op.include or frozenset())]
-        if bad:
-            raise invalid(f"'{bad[0]}' is not a valid related resource to include.", "include")
-        ctx.include = set(wanted)
-    conditions: list[Condition] = []
-    if "filter" in params:
-        try:
-            conditions = validate(parse_filter(params["filter"]), op.filters)
-        except FilterError as exc:
-            raise invalid(str(exc), "filter") from None
-        future = first_future_datetime(conditions, datetime.now(timezone.utc))
-        if future is not None:
-            future_cond, future_value = future
-            when = future_value.astimezone(timezone.utc)
-            detail = f"End date may not be in the future: {when:%Y-%m-%dT%H:%M:%S}"
-            raise HTTPError(
-                400, error_body(400, "invalid", "Invalid input.", detail, {"pointer": future_cond.field})
-            )
-    if handler.required_filter_one_of and not any(
-        c.field in handler.required_filter_one_of for c in conditions
-    ):
-        names = " or ".join(f"'{f}'" for f in handler.required_filter_one_of)
+        complaint = "is not a valid related resource to include."
+        ctx.include = set(_listed(params["include"], op.include or frozenset(), "include", complaint))
+    return ctx
+
+
+def _conditions(op: Operation, params: dict[str, str]) -> list[Condition]:
+    if "filter" not in params:
+        return []
+    try:
+        conditions = validate(parse_filter(params["filter"]), op.filters)
+    except FilterError as exc:
+        raise invalid(str(exc), "filter") from None
+    future = first_future_datetime(conditions, datetime.now(timezone.utc))
+    if future is not None:
+        future_cond, future_value = future
+        when = future_value.astimezone(timezone.utc)
+        detail = f"End date may not be in the future: {when:%Y-%m-%dT%H:%M:%S}"
+        raise HTTPError(
+            400, error_body(400, "invalid", "Invalid input.", detail, {"pointer": future_cond.field})
+        )
+    return conditions
+
+
+def _check_required_filters(handler: Handler, conditions: list[Condition]) -> None:
+    one_of = handler.required_filter_one_of
+    if one_of and not any(c.field in one_of for c in conditions):
+        names = " or ".join(f"'{f}'" for f in one_of)
         raise invalid(f"A filter on {names} is required.", "filter")
     for req in handler.required_filters:
         if not any(c.field == req and c.op == "equals" and not c.is_list for c in conditions):
             raise invalid(f"A filter on '{req}' is required (e.g. equals({req},'email')).", "filter")
+
+
+def _cursor(params: dict[str, str], sort: str | None) -> tuple[Any, ...] | None:
+    if "page[cursor]" not in params:
+        return None
+    try:
+        data = _unb64(params["page[cursor]"])
+        cursor = (str(data["s"]), tuple(data["k"][0]), str(data["k"][1]))
+        if data["s"] != (sort or ""):
+            # not documented: a cursor only makes sense with the sort it was made for
+            raise ValueError("sort mismatch")
+    except Exception:
+        raise invalid_cursor() from None
+    return cursor
+
+
+def parse_query(op: Operation, handler: Handler, params: dict[str, str]) -> Query:
+    """Validate a GET's query against the operation's spec, in the order Klaviyo reports errors."""
+    _check_names(op, params)
+    page_size = _page_size(op, params)
+    sort = _sort(op, params)
+    ctx = _ctx(op, params)
+    conditions = _conditions(op, params)
+    _check_required_filters(handler, conditions)
     missing = sorted(op.required_query - set(params))
     if missing:
         raise invalid(f"'{missing[0]}' is a required query parameter.", missing[0])
-    cursor = None
-    if "page[cursor]" in params:
-        try:
-            data = _unb64(params["page[cursor]"])
-            cursor = (str(data["s"]), tuple(data["k"][0]), str(data["k"][1]))
-            if data["s"] != (sort or ""):
-                # not documented: a cursor only makes sense with the sort it was made for
-                raise ValueError("sort mismatch")
-        except Exception:
-            raise invalid_cursor() from None
-    return Query(page_size, sort, conditions, cursor, ctx)
+    return Query(page_size, sort, conditions, _cursor(params, sort), ctx)
 
 
 # --------------------------------------------------------------------------- pagination
@@ -326,6 +360,21 @@ def page_generic(
     return page_full(acc, handler, q, parent)
 
 
+def _after_cursor(keys: list[tuple[Any, str]], cursor: tuple[Any, str], desc: bool) -> int:
+    """Where a page resumes in sorted ``keys``: the first key after the cursor's."""
+    if not desc:
+        return bisect.bisect_right(keys, cursor)
+    # keys are descending: find first key strictly below the cursor
+    lo, hi = 0, len(keys)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if keys[mid] >= cursor:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
 def page_full(
     acc: Account, handler: Handler, q: Query, parent: str | None
 ) -> tuple[list[Record], tuple[Any, ...] | None]:
@@ -340,20 +389,7 @@ def page_full(
     keyed.sort(key=lambda t: (t[0], t[1]), reverse=desc)
     start = 0
     if q.cursor is not None:
-        ck = (q.cursor[1], q.cursor[2])
-        keys = [(t[0], t[1]) for t in keyed]
-        if desc:
-            # keys are descending: find first key strictly below the cursor
-            lo, hi = 0, len(keys)
-            while lo < hi:
-                mid = (lo + hi) // 2
-                if keys[mid] >= ck:
-                    lo = mid + 1
-                else:
-                    hi = mid
-            start = lo
-        else:
-            start = bisect.bisect_right(keys, ck)
+        start = _after_cursor([(t[0], t[1]) for t in keyed], (q.cursor[1], q.cursor[2]), desc)
     size = q.page_size if q.page_size is not None else len(keyed)
     chunk = keyed[start : start + size]
     nxt = None
@@ -450,38 +486,49 @@ def _take_page(
 _RANGE_OPS = {"greater-than", "greater-or-equal", "less-than", "less-or-equal"}
 
 
-def page_events(acc: Account, q: Query) -> tuple[list[Record], tuple[Any, ...] | None]:
-    """Fast path: per-metric sorted (timestamp, id) index + bisect for ranges and the cursor."""
+@dataclass
+class _EventRange:
+    """What the index can answer of an events filter: the metrics and the ``(timestamp, id)`` bounds."""
+
     metric_ids: list[str] | None = None
     lo: tuple[int, str] = (-(2**62), "")
     hi: tuple[int, str] = (2**62, "\uffff")
-    rest: list[Condition] = []
-    for c in q.conditions:
+
+    def narrow(self, c: Condition) -> bool:
+        """Narrow the range by one condition; False when the index cannot answer it."""
         if c.field == "metric_id" and c.op == "equals":
             vals = list(c.value) if c.is_list else [c.value]
-            metric_ids = vals if metric_ids is None else [m for m in metric_ids if m in vals]
-        elif c.field in ("datetime", "timestamp") and c.op in _RANGE_OPS:
-            v = c.value
-            secs = v.timestamp() if c.field == "datetime" else float(v)
-            # timestamps are whole seconds: translate to an integer bound on the index
-            if c.op == "greater-or-equal":
-                lo = max(lo, (math.ceil(secs), ""))
-            elif c.op == "greater-than":
-                lo = max(lo, (math.floor(secs) + 1, ""))
-            elif c.op == "less-than":
-                hi = min(hi, (math.ceil(secs), ""))
-            else:
-                hi = min(hi, (math.floor(secs) + 1, ""))
+            self.metric_ids = vals if self.metric_ids is None else [m for m in self.metric_ids if m in vals]
+            return True
+        if c.field not in ("datetime", "timestamp") or c.op not in _RANGE_OPS:
+            return False
+        secs = c.value.timestamp() if c.field == "datetime" else float(c.value)
+        # timestamps are whole seconds: translate to an integer bound on the index
+        if c.op == "greater-or-equal":
+            self.lo = max(self.lo, (math.ceil(secs), ""))
+        elif c.op == "greater-than":
+            self.lo = max(self.lo, (math.floor(secs) + 1, ""))
+        elif c.op == "less-than":
+            self.hi = min(self.hi, (math.ceil(secs), ""))
         else:
-            rest.append(c)
-    if metric_ids is None:
-        index = acc.event_index
-    elif len(metric_ids) == 1:
-        index = acc.metric_index.get(metric_ids[0], [])
-    else:
-        index = sorted(x for m in dict.fromkeys(metric_ids) for x in acc.metric_index.get(m, []))
-    start = bisect.bisect_left(index, lo)
-    end = bisect.bisect_left(index, hi)
+            self.hi = min(self.hi, (math.floor(secs) + 1, ""))
+        return True
+
+    def index(self, acc: Account) -> list[tuple[int, str]]:
+        if self.metric_ids is None:
+            return acc.event_index
+        if len(self.metric_ids) == 1:
+            return acc.metric_index.get(self.metric_ids[0], [])
+        return sorted(x for m in dict.fromkeys(self.metric_ids) for x in acc.metric_index.get(m, []))
+
+
+def page_events(acc: Account, q: Query) -> tuple[list[Record], tuple[Any, ...] | None]:
+    """Fast path: per-metric sorted (timestamp, id) index + bisect for ranges and the cursor."""
+    span = _EventRange()
+    rest = [c for c in q.conditions if not span.narrow(c)]
+    index = span.index(acc)
+    start = bisect.bisect_left(index, span.lo)
+    end = bisect.bisect_left(index, span.hi)
     desc = bool(q.sort and q.sort.startswith("-"))
     cursor_key = (int(q.cursor[1][1]), q.cursor[2]) if q.cursor is not None else None
     out, last_key = _take_page(
@@ -743,32 +790,10 @@ class Emulator:
     ) -> tuple[str, int]:
         """Validate a reporting request body and compute its (paged) results."""
         kind = REP.KINDS[op.operation_id]
-        for name in params:
-            if name not in op.query_params:
-                raise invalid(f"'{name}' is not a valid query parameter for this endpoint.", name)
-        fields: list[str] | None = None
-        fkey = f"fields[{kind.rtype}]"
-        if fkey in params:
-            fields = [v for v in params[fkey].split(",") if v]
-            bad = [v for v in fields if v not in op.fields.get(kind.rtype, frozenset())]
-            if bad:
-                raise invalid(f"'{bad[0]}' is not a valid field for the resource '{kind.rtype}'.", fkey)
-        offset = 0
-        if "page_cursor" in params:
-            try:
-                offset = int(_unb64(params["page_cursor"])["o"])
-                if offset < 0:
-                    raise ValueError(offset)
-            except Exception:
-                # Klaviyo's reporting cursors are not documented: answered like a bad page[cursor]
-                raise invalid_cursor() from None
-        try:
-            body = json.loads(raw_body.decode("utf-8")) if raw_body else None
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise HTTPError(
-                400,
-                error_body(400, "parse_error", "Malformed request.", "JSON parse error.", {"pointer": "/"}),
-            ) from None
+        _check_names(op, params)
+        fields = _report_fields(op, kind.rtype, params)
+        offset = _report_offset(params)
+        body = _json_body(raw_body)
         acc = self.account
         with acc.lock:
             try:
@@ -797,6 +822,126 @@ class Emulator:
             "links": {"self": self_url, "next": next_url},
         }
         return json.dumps(doc, separators=(",", ":")), len(page)
+
+
+def _report_fields(op: Operation, rtype: str, params: dict[str, str]) -> list[str] | None:
+    fkey = f"fields[{rtype}]"
+    if fkey not in params:
+        return None
+    complaint = f"is not a valid field for the resource '{rtype}'."
+    return _listed(params[fkey], op.fields.get(rtype, frozenset()), fkey, complaint)
+
+
+def _report_offset(params: dict[str, str]) -> int:
+    if "page_cursor" not in params:
+        return 0
+    try:
+        offset = int(_unb64(params["page_cursor"])["o"])
+        if offset < 0:
+            raise ValueError(offset)
+    except Exception:
+        # Klaviyo's reporting cursors are not documented: answered like a bad page[cursor]
+        raise invalid_cursor() from None
+    return offset
+
+
+def _json_body(raw_body: bytes) -> Any:
+    try:
+        return json.loads(raw_body.decode("utf-8")) if raw_body else None
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise HTTPError(
+            400,
+            error_body(400, "parse_error", "Malformed request.", "JSON parse error.", {"pointer": "/"}),
+        ) from None
+
+
+@dataclass
+class _Exchange:
+    """One request as it goes through the checks, and what its log entry says about it."""
+
+    method: str
+    path: str
+    query: str
+    params: dict[str, str]
+    op_id: str | None = None
+    status: int = 500
+    records: int = 0
+    fault: str | None = None
+
+
+def _unauthenticated() -> HTTPError:
+    body = {
+        "errors": [
+            {
+                "id": str(uuid.uuid4()),
+                "status": 401,
+                "code": "not_authenticated",
+                "title": "Authentication credentials were not provided.",
+                "detail": "Missing or invalid private key.",
+                "source": {"pointer": "/data/"},
+            }
+        ]
+    }
+    return HTTPError(401, body)
+
+
+def _admit(
+    emu: Emulator, ex: _Exchange, auth: str, revision: str | None
+) -> tuple[Operation, str | None, str]:
+    """The operation, path id and revision of a request with a known path, a valid key, a revision
+    the operation exists in and the scopes it needs."""
+    cfg = emu.config
+    routed = emu.route(ex.path, ex.method)
+    if routed is None:
+        raise not_found(f"The path {ex.path} could not be found.")
+    ex.op_id = routed[0].operation_id
+    if auth != f"Klaviyo-API-Key {cfg.api_key}":
+        raise _unauthenticated()
+    if not revision:
+        detail = "Missing required header: 'revision'."
+        raise HTTPError(400, error_body(400, "invalid", "Invalid input.", detail, {"parameter": "revision"}))
+    # Observed by Klaviyo's own swift SDK team (klaviyo/klaviyo-swift-sdk#730): a revision the
+    # operation does not exist in (retired, unknown, or before the operation existed) gets 404
+    # "No valid revisions found for method". (Klaviyo's deprecation policy also allows 410 for
+    # retired revisions; the 404 is what was seen.)
+    routed = emu.route(ex.path, ex.method, revision) if revision in cfg.revisions else None
+    if routed is None:
+        raise not_found(f"No valid revisions found for method {ex.op_id} at revision {revision}.")
+    op, parent = routed
+    ex.op_id = op.operation_id
+    denied = [scope for scope in op.scopes if scope in cfg.denied_scopes]
+    if denied:
+        title = "You do not have permission to perform this action."
+        detail = f"This API key is missing required scopes: {denied[0]}."
+        raise HTTPError(403, error_body(403, "permission_denied", title, detail))
+    return op, parent, revision
+
+
+def _raise_fault(fault: Fault, cfg: EmulatorConfig, ex: _Exchange) -> None:
+    """Fail as an injected drop or status fault says (faults on the body are :func:`_tamper`'s)."""
+    if fault.drop:
+        ex.fault = "drop"
+        raise _Drop()
+    if fault.status is None:
+        return
+    ex.fault = f"status_{fault.status}"
+    if fault.status == 429:
+        ra = fault.retry_after if fault.retry_after is not None else cfg.fault_retry_after
+        raise HTTPError(429, throttled_body(ra), {"Retry-After": str(ra)})
+    if fault.status >= 500:
+        raise HTTPError(fault.status, server_error_body(fault.status))
+    raise HTTPError(fault.status, error_body(fault.status, "error", "Injected error.", "Injected error."))
+
+
+def _tamper(payload: bytes, fault: Fault, ex: _Exchange) -> bytes:
+    """A 200's body as an injected fault corrupts (truncates) or replaces it."""
+    if fault.bad_json:
+        ex.fault = "bad_json"
+        payload = payload[: max(12, len(payload) // 2)] if len(payload) > 24 else b'{"data":[{"type":'
+    if fault.body is not None:
+        ex.fault = "body"
+        payload = json.dumps(fault.body).encode()
+    return payload
 
 
 class _RequestHandler(BaseHTTPRequestHandler):
@@ -862,127 +1007,36 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     def _handle(self, method: str, raw_body: bytes) -> None:
         emu = self.server.emulator
-        cfg = emu.config
         t0 = time.perf_counter()
         parts = urlsplit(self.path)
-        path = parts.path
-        params = dict(parse_qsl(parts.query, keep_blank_values=True))
-        op_id: str | None = None
-        status = 500
-        records = 0
-        fault_name: str | None = None
+        ex = _Exchange(method, parts.path, parts.query, dict(parse_qsl(parts.query, keep_blank_values=True)))
         response: tuple[int, bytes, dict[str, str]] | None
         try:
-            routed = emu.route(path, method)
-            if routed is None:
-                raise not_found(f"The path {path} could not be found.")
-            op, parent = routed
-            op_id = op.operation_id
-            auth = self.headers.get("Authorization", "")
-            if auth != f"Klaviyo-API-Key {cfg.api_key}":
-                body = {
-                    "errors": [
-                        {
-                            "id": str(uuid.uuid4()),
-                            "status": 401,
-                            "code": "not_authenticated",
-                            "title": "Authentication credentials were not provided.",
-                            "detail": "Missing or invalid private key.",
-                            "source": {"pointer": "/data/"},
-                        }
-                    ]
-                }
-                raise HTTPError(401, body)
-            revision = self.headers.get("revision")
-            if not revision:
-                raise HTTPError(
-                    400,
-                    error_body(
-                        400,
-                        "invalid",
-                        "Invalid input.",
-                        "Missing required header: 'revision'.",
-                        {"parameter": "revision"},
-                    ),
-                )
-            # Observed by Klaviyo's own swift SDK team (klaviyo/klaviyo-swift-sdk#730): a revision the
-            # operation does not exist in (retired, unknown, or before the operation existed) gets 404
-            # "No valid revisions found for method". (Klaviyo's deprecation policy also allows 410 for
-            # retired revisions; the 404 is what was seen.)
-            routed = emu.route(path, method, revision) if revision in cfg.revisions else None
-            if routed is None:
-                raise not_found(f"No valid revisions found for method {op_id} at revision {revision}.")
-            op, parent = routed
-            op_id = op.operation_id
-            for scope in op.scopes:
-                if scope in cfg.denied_scopes:
-                    raise HTTPError(
-                        403,
-                        error_body(
-                            403,
-                            "permission_denied",
-                            "You do not have permission to perform this action.",
-                            f"This API key is missing required scopes: {scope}.",
-                        ),
-                    )
-            decision = emu.rate_limiter.check(op_id, auth, op.rate_limits, cfg.rate_limit_scale)
-            if not decision.allowed:
-                raise HTTPError(
-                    429, throttled_body(decision.retry_after), {"Retry-After": str(decision.retry_after)}
-                )
-            fault = emu._pick_fault(RequestInfo(method, path, op_id, params, emu._next_index()))
-            if fault is not None:
-                if fault.drop:
-                    fault_name = "drop"
-                    status = 0
-                    raise _Drop()
-                if fault.status is not None:
-                    fault_name = f"status_{fault.status}"
-                    if fault.status == 429:
-                        ra = fault.retry_after if fault.retry_after is not None else cfg.fault_retry_after
-                        raise HTTPError(429, throttled_body(ra), {"Retry-After": str(ra)})
-                    if fault.status >= 500:
-                        raise HTTPError(fault.status, server_error_body(fault.status))
-                    raise HTTPError(
-                        fault.status, error_body(fault.status, "error", "Injected error.", "Injected error.")
-                    )
-            host = self.headers.get("Host") or f"{cfg.host}:{emu.port}"
-            base = (cfg.links_base_url or f"http://{host}/api").rstrip("/")
-            if method == "POST":
-                body_text, records = emu.build_report(op, params, raw_body, parts.query, path, base)
-            else:
-                body_text, records = emu.build_body(op, parent, params, parts.query, path, base, revision)
-            payload = body_text.encode()
-            if fault is not None and fault.bad_json:
-                fault_name = "bad_json"
-                payload = payload[: max(12, len(payload) // 2)] if len(payload) > 24 else b'{"data":[{"type":'
-            if fault is not None and fault.body is not None:
-                fault_name = "body"
-                payload = json.dumps(fault.body).encode()
-            headers = {}
-            if decision.limit:
-                headers = {
-                    "RateLimit-Limit": str(decision.limit),
-                    "RateLimit-Remaining": str(decision.remaining),
-                    "RateLimit-Reset": str(decision.reset),
-                }
-            status = 200
-            response = (200, payload, headers)
+            response = self._respond(ex, raw_body)
+            ex.status = 200
         except _Drop:
+            ex.status = 0
             response = None
         except HTTPError as exc:
-            status = exc.status
+            ex.status = exc.status
             response = (exc.status, json.dumps(exc.body).encode(), exc.headers)
         except Exception as exc:  # pragma: no cover - defensive
-            status = 500
+            ex.status = 500
             body = server_error_body(500)
             body["errors"][0]["detail"] = f"Emulator error: {exc!r}"
             response = (500, json.dumps(body).encode(), {})
-        self._sleep(records)
+        self._sleep(ex.records)
         # log before responding so a client that got its response always finds the entry
         emu._log(
             RequestLogEntry(
-                method, path, op_id, params, status, records, time.perf_counter() - t0, fault_name
+                method,
+                ex.path,
+                ex.op_id,
+                ex.params,
+                ex.status,
+                ex.records,
+                time.perf_counter() - t0,
+                ex.fault,
             )
         )
         if response is None:
@@ -991,6 +1045,35 @@ class _RequestHandler(BaseHTTPRequestHandler):
                 self.connection.shutdown(socket.SHUT_RDWR)
             return
         self._send(*response)
+
+    def _respond(self, ex: _Exchange, raw_body: bytes) -> tuple[int, bytes, dict[str, str]]:
+        """The 200 of a request that passes every check (each failing check raises its error)."""
+        emu = self.server.emulator
+        cfg = emu.config
+        auth = self.headers.get("Authorization", "")
+        op, parent, revision = _admit(emu, ex, auth, self.headers.get("revision"))
+        decision = emu.rate_limiter.check(ex.op_id or "", auth, op.rate_limits, cfg.rate_limit_scale)
+        if not decision.allowed:
+            ra = decision.retry_after
+            raise HTTPError(429, throttled_body(ra), {"Retry-After": str(ra)})
+        fault = emu._pick_fault(RequestInfo(ex.method, ex.path, ex.op_id, ex.params, emu._next_index()))
+        if fault is not None:
+            _raise_fault(fault, cfg, ex)
+        host = self.headers.get("Host") or f"{cfg.host}:{emu.port}"
+        base = (cfg.links_base_url or f"http://{host}/api").rstrip("/")
+        if ex.method == "POST":
+            body_text, ex.records = emu.build_report(op, ex.params, raw_body, ex.query, ex.path, base)
+        else:
+            body_text, ex.records = emu.build_body(op, parent, ex.params, ex.query, ex.path, base, revision)
+        payload = body_text.encode() if fault is None else _tamper(body_text.encode(), fault, ex)
+        headers = {}
+        if decision.limit:
+            headers = {
+                "RateLimit-Limit": str(decision.limit),
+                "RateLimit-Remaining": str(decision.remaining),
+                "RateLimit-Reset": str(decision.reset),
+            }
+        return 200, payload, headers
 
     def _sleep(self, records: int) -> None:
         cfg = self.server.emulator.config
