@@ -2,7 +2,7 @@
 
 An operation's 200 response schema names, per revision, the attributes of its resources (in order,
 with whether each may be null), their relationships (to-one, to-many, or links only, with the
-related type) and whether a resource carries ``links``. :func:`serialize` renders any account
+related type) and whether a resource carries ``links``. :func:`serializer` renders any account
 record from that shape and a :class:`Resource` row, which says only what the schema cannot: where
 the records live and what Klaviyo computes (:attr:`Resource.computed`).
 
@@ -58,9 +58,6 @@ class Resource:
     to_one: Mapping[str, str] = field(default_factory=dict)
     to_many: Mapping[str, str | Ids] = field(default_factory=dict)
     relationship_links: bool = True  # False: relationships carry only data (attributions)
-
-    def path(self, rid: str) -> str:
-        return f"{BASE}/{self.collection or self.rtype + 's'}/{rid}"
 
     def one_id(self, rec: Record, name: str) -> Any:
         return rec.get(self.to_one.get(name, name.replace("-", "_") + "_id"))
@@ -197,64 +194,110 @@ def project(attrs: dict[str, Any], wanted: list[str]) -> dict[str, Any]:
     return out
 
 
-def _attribute(acc: Store, res: Resource, rec: Record, name: str) -> tuple[bool, Any]:
-    compute = res.computed.get(name)
-    if compute is not None:
-        return True, compute(acc, rec)
-    key = res.renamed.get(name, name)
-    if key not in rec:
-        return False, None
-    value = rec[key]
-    return True, fmt_dt(value) if isinstance(value, datetime) else value
+Serializer = Callable[[Store, Record, Ctx], Record]
+_SERIALIZERS: dict[tuple[int, int], tuple[Resource, Shape, Serializer]] = {}
 
 
-def attributes(acc: Store, res: Resource, shape: Shape, rec: Record, ctx: Ctx) -> dict[str, Any]:
-    asked = ctx.additional.get(shape.rtype, set())
-    out: dict[str, Any] = {}
-    for name in shape.attributes or ():
-        if name in shape.additional and name not in asked:
-            continue
-        present, value = _attribute(acc, res, rec, name)
-        if present and (value is not None or name in shape.nullable):
-            out[name] = value
-    wanted = ctx.fields.get(shape.rtype)
-    if wanted is None:
+def serializer(res: Resource, shape: Shape) -> Serializer:
+    """The function rendering records of ``res`` as resource objects of ``shape``: exactly the members
+    the response schema declares. Made once per pair: it runs for every record of every page, so
+    where each attribute and relationship comes from is decided here, not per record."""
+    cached = _SERIALIZERS.get((id(res), id(shape)))
+    if cached is None:
+        cached = (res, shape, _serializer(res, shape))  # holds res and shape, so their ids stay theirs
+        _SERIALIZERS[(id(res), id(shape))] = cached
+    return cached[2]
+
+
+def _attributes_of(res: Resource, shape: Shape) -> Callable[[Store, Record, Ctx], dict[str, Any]]:
+    rtype = shape.rtype
+    # (name, record key, compute or None, may be null, sent only when asked for as additional)
+    plan = tuple(
+        (n, res.renamed.get(n, n), res.computed.get(n), n in shape.nullable, n in shape.additional)
+        for n in shape.attributes or ()
+    )
+
+    def attributes(acc: Store, rec: Record, ctx: Ctx) -> dict[str, Any]:
+        asked = ctx.additional.get(rtype, ())
+        out: dict[str, Any] = {}
+        for name, key, compute, nullable, additional in plan:
+            if additional and name not in asked:
+                continue
+            if compute is not None:
+                value = compute(acc, rec)
+            elif key in rec:
+                value = rec[key]
+                if isinstance(value, datetime):
+                    value = fmt_dt(value)
+            else:
+                continue
+            if value is not None or nullable:
+                out[name] = value
+        wanted = ctx.fields.get(rtype)
+        if wanted is None:
+            return out
+        projected = project(out, wanted)
+        for name in asked:  # asked-for additional fields are sent whatever the sparse fieldset
+            if name in out:
+                projected[name] = out[name]
+        return projected
+
+    return attributes
+
+
+def _relationships_of(res: Resource, shape: Shape) -> Callable[[Store, Record, Ctx], dict[str, Any]]:
+    # (name, related type, record key of a to-one's id or None, to-many or not, links suffixes)
+    plan = tuple(
+        (
+            rel.name,
+            rel.rtype,
+            res.to_one.get(rel.name, rel.name.replace("-", "_") + "_id") if rel.kind == "one" else None,
+            rel.kind == "many",
+            f"/relationships/{rel.name}/",
+            f"/{rel.name}/",
+        )
+        for rel in shape.relationships
+    )
+    prefix = f"{BASE}/{res.collection or res.rtype + 's'}/"
+    with_links = res.relationship_links
+
+    def relationships(acc: Store, rec: Record, ctx: Ctx) -> dict[str, Any]:
+        path = prefix + rec["id"]
+        out: dict[str, Any] = {}
+        for name, rtype, one_key, many, self_suffix, related_suffix in plan:
+            obj: dict[str, Any] = {}
+            if one_key is not None and rec.get(one_key) is not None:
+                obj["data"] = {"type": rtype, "id": rec[one_key]}
+            elif many and name in ctx.include:
+                ids = res.many_ids(acc, rec, name)
+                if ids is not None:
+                    obj["data"] = [{"type": rtype, "id": i} for i in ids]
+            if with_links:
+                obj["links"] = {"self": path + self_suffix, "related": path + related_suffix}
+            if obj:
+                out[name] = obj
         return out
-    projected = project(out, wanted)
-    for name in asked:  # asked-for additional fields are sent whatever the sparse fieldset
-        if name in out:
-            projected[name] = out[name]
-    return projected
+
+    return relationships
 
 
-def relationships(acc: Store, res: Resource, shape: Shape, rec: Record, ctx: Ctx) -> dict[str, Any]:
-    path = res.path(rec["id"])
-    out: dict[str, Any] = {}
-    for rel in shape.relationships:
-        obj: dict[str, Any] = {}
-        if rel.kind == "one" and res.one_id(rec, rel.name) is not None:
-            obj["data"] = {"type": rel.rtype, "id": res.one_id(rec, rel.name)}
-        elif rel.kind == "many" and rel.name in ctx.include:
-            ids = res.many_ids(acc, rec, rel.name)
-            if ids is not None:
-                obj["data"] = [{"type": rel.rtype, "id": i} for i in ids]
-        if res.relationship_links:
-            obj["links"] = {"self": f"{path}/relationships/{rel.name}/", "related": f"{path}/{rel.name}/"}
-        if obj:
-            out[rel.name] = obj
-    return out
+def _serializer(res: Resource, shape: Shape) -> Serializer:
+    rtype = shape.rtype
+    attributes = _attributes_of(res, shape) if shape.attributes is not None else None
+    relationships = _relationships_of(res, shape) if shape.relationships else None
+    prefix = f"{BASE}/{res.collection or res.rtype + 's'}/" if shape.links else None
 
+    def render(acc: Store, rec: Record, ctx: Ctx) -> Record:
+        doc: Record = {"type": rtype, "id": rec["id"]}
+        if attributes is not None:
+            doc["attributes"] = attributes(acc, rec, ctx)
+        if relationships is not None:
+            doc["relationships"] = relationships(acc, rec, ctx)
+        if prefix is not None:
+            doc["links"] = {"self": prefix + rec["id"] + "/"}
+        return doc
 
-def serialize(acc: Store, res: Resource, shape: Shape, rec: Record, ctx: Ctx) -> Record:
-    """One resource object, exactly the members its response schema declares."""
-    doc: Record = {"type": shape.rtype, "id": rec["id"]}
-    if shape.attributes is not None:
-        doc["attributes"] = attributes(acc, res, shape, rec, ctx)
-    if shape.relationships:
-        doc["relationships"] = relationships(acc, res, shape, rec, ctx)
-    if shape.links:
-        doc["links"] = {"self": f"{res.path(rec['id'])}/"}
-    return doc
+    return render
 
 
 def related(acc: Store, res: Resource, shape: Shape, rec: Record, name: str) -> tuple[str, list[str]]:

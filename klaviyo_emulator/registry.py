@@ -50,7 +50,7 @@ def seed(acc: Store) -> None:
 HANDLERS: dict[str, Handler] = {oid: h for d in DOMAINS for oid, h in d.HANDLERS.items()}
 
 
-def handlers(revision: str) -> dict[str, Handler]:
+def _handlers(revision: str) -> dict[str, Handler]:
     """Every served operation of ``revision``, its own rows over the common ones."""
     own = {
         oid: h for d in DOMAINS for oid, h in getattr(d, "REVISION_HANDLERS", {}).get(revision, {}).items()
@@ -58,11 +58,12 @@ def handlers(revision: str) -> dict[str, Handler]:
     return {**HANDLERS, **own}
 
 
-def resources(revision: str) -> dict[str, Resource]:
+def _resources(revision: str) -> dict[str, Resource]:
     """Every resource type of ``revision``, its own rows over the common ones."""
     rows = [r for d in DOMAINS for r in d.RESOURCES]
     rows += [r for d in DOMAINS for r in getattr(d, "REVISION_RESOURCES", {}).get(revision, [])]
     return {r.rtype: r for r in rows}
 
 
-RESOURCES: dict[str, dict[str, Resource]] = {rev: resources(rev) for rev in REVISIONS}
+HANDLERS_BY_REVISION: dict[str, dict[str, Handler]] = {rev: _handlers(rev) for rev in REVISIONS}
+RESOURCES: dict[str, dict[str, Resource]] = {rev: _resources(rev) for rev in REVISIONS}

@@ -27,7 +27,7 @@ from .account import Account, AccountSpec
 from .events import get_event_field
 from .filters import Condition, FilterError, first_future_datetime, matches, parse_filter, validate
 from .handlers import Handler, IndexableSource, Live, sort_value
-from .jsonapi import BASE, Ctx, NotFound, Record, data_shape, included_shapes, related, serialize
+from .jsonapi import BASE, Ctx, NotFound, Record, Serializer, data_shape, included_shapes, related, serializer
 from .ratelimit import RateLimiter
 from .spec import REVISIONS, SPEC_REVISION, Operation, operations, post_operations
 
@@ -161,12 +161,12 @@ def server_error_body(status: int) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- operation table
 def handler_for(operation_id: str, revision: str = SPEC_REVISION) -> Handler:
-    return registry.handlers(revision)[operation_id]
+    return registry.HANDLERS_BY_REVISION[revision][operation_id]
 
 
 def _routes(revision: str = SPEC_REVISION) -> list[Operation]:
     ops = operations(revision)
-    return [ops[oid] for oid in registry.handlers(revision) if oid in ops]
+    return [ops[oid] for oid in registry.HANDLERS_BY_REVISION[revision] if oid in ops]
 
 
 # --------------------------------------------------------------------------- query parsing
@@ -542,9 +542,8 @@ def _dumps(doc: Any) -> str:
     return json.dumps(doc, separators=(",", ":"))
 
 
-def _serialize(acc: Account, operation_id: str, revision: str, rtype: str, rec: Record, ctx: Ctx) -> Record:
-    resource = registry.RESOURCES[revision][rtype]
-    return serialize(acc, resource, data_shape(operation_id, revision), rec, ctx)
+def _data_serializer(operation_id: str, revision: str, rtype: str) -> Serializer:
+    return serializer(registry.RESOURCES[revision][rtype], data_shape(operation_id, revision))
 
 
 def _event_fragments(acc: Account, records: list[Record], ctx: Ctx, base: str, revision: str) -> str:
@@ -556,11 +555,12 @@ def _event_fragments(acc: Account, records: list[Record], ctx: Ctx, base: str, r
     if version != acc.version:
         frags = {}
         acc.event_fragments[key] = (acc.version, frags)
+    render = _data_serializer("get_events", revision, "event")
     parts = []
     for ev in records:
         frag = frags.get(ev["id"])
         if frag is None:
-            frag = _dumps(_serialize(acc, "get_events", revision, "event", ev, ctx)).replace(BASE, base)
+            frag = _dumps(render(acc, ev, ctx)).replace(BASE, base)
             frags[ev["id"]] = frag
         parts.append(frag)
     return "[" + ",".join(parts) + "]"
@@ -587,7 +587,7 @@ def _included(
                     continue
                 seen.add((related_type, rid))
                 docs.append(
-                    serialize(acc, resources[related_type], shapes[related_type], table[rid], inc_ctx)
+                    serializer(resources[related_type], shapes[related_type])(acc, table[rid], inc_ctx)
                 )
     return _dumps(docs)
 
@@ -762,9 +762,8 @@ class Emulator:
             if op.operation_id == "get_events" and "event" not in q.ctx.fields:
                 data_json = _event_fragments(acc, records, q.ctx, base, revision)
             else:
-                docs = [
-                    _serialize(acc, op.operation_id, revision, handler.resource, r, q.ctx) for r in records
-                ]
+                render = _data_serializer(op.operation_id, revision, handler.resource)
+                docs = [render(acc, r, q.ctx) for r in records]
                 data_json = _dumps(docs[0] if handler.single else docs)
             included_json = _included(acc, op.operation_id, revision, handler.resource, records, q.ctx)
         self_url = base + path[len("/api") :] + (("?" + raw_query) if raw_query else "")
