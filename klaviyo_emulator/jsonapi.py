@@ -217,10 +217,12 @@ def _attributes_of(res: Resource, shape: Shape) -> Callable[[Store, Record, Ctx]
         for n in shape.attributes or ()
     )
 
+    always = tuple(attr for attr in plan if not attr[4])
+
     def attributes(acc: Store, rec: Record, ctx: Ctx) -> dict[str, Any]:
         asked = ctx.additional.get(rtype, ())
         out: dict[str, Any] = {}
-        for name, key, compute, nullable, additional in plan:
+        for name, key, compute, nullable, additional in plan if asked else always:
             if additional and name not in asked:
                 continue
             if compute is not None:
