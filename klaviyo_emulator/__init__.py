@@ -8,6 +8,24 @@ f0a30ba41254904dc410d84ca497df68f8872276 (info.version 2026-07-15) — and
 ``openapi-2026-10-15-subset.json``, derived from it and that commit's ``openapi/beta.json``
 (see ``openapi-2026-10-15-subset.SOURCE.txt``).
 
+Responses are serialised by one function (:func:`jsonapi.serializer`) from the response schema of the
+operation at the requested revision: attributes, relationships and links are what that schema
+declares; sparse fieldsets, additional fields and ``include`` are handled the same way for every
+resource. Only what Klaviyo computes (subscriptions, definitions, counts...) is written by hand.
+
+Layout: ``store`` (the account's tables, clock, RNG, ids), one module per domain (``events``:
+account record, metrics, events, attributions; ``profiles``: profiles, lists, segments;
+``messaging``: tags, templates, campaigns, flows; ``catalog``: catalog, coupons, forms, images),
+each with its seeding, its :class:`jsonapi.Resource` rows (where records live, what is computed)
+and its :class:`handlers.Handler` rows (operationId -> resource type, record source, filter/sort
+getter); ``registry`` lists the domains and the seeding order; ``account`` is the public account
+(mutations and ground truth for tests); ``server`` validates requests, pages and serves them.
+
+A new endpoint is a new domain module with ``RESOURCES``, ``HANDLERS`` (optionally
+``REVISION_RESOURCES``/``REVISION_HANDLERS`` and ``seed(acc)``, drawing from its own
+``random.Random`` so every existing record stays the same), plugged in with one line in
+``registry.DOMAINS``; a spec operation with no handler is not served.
+
 Stdlib only. Usage::
 
     from klaviyo_emulator import EmulatorConfig, AccountSpec, run_emulator

@@ -12,6 +12,7 @@ Quoted datetimes are rejected, as Klaviyo does. Only AND combination is supporte
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -285,35 +286,29 @@ def first_future_datetime(conds: Iterable[Condition], now: datetime) -> tuple[Co
     return None
 
 
+_COMPARE: dict[str, Callable[[Any, Any], Any]] = {
+    "equals": operator.eq,
+    "any": lambda actual, expected: actual in expected,
+    "greater-than": operator.gt,
+    "greater-or-equal": operator.ge,
+    "less-than": operator.lt,
+    "less-or-equal": operator.le,
+    "contains": lambda actual, expected: str(expected) in str(actual),
+    "starts-with": lambda actual, expected: str(actual).startswith(str(expected)),
+    "ends-with": lambda actual, expected: str(actual).endswith(str(expected)),
+    "contains-any": lambda actual, expected: any(str(e) in str(actual) for e in expected),
+    "contains-all": lambda actual, expected: all(str(e) in str(actual) for e in expected),
+}
+
+
 def _cmp(op: str, actual: Any, expected: Any) -> bool:
-    if actual is None:
+    compare = _COMPARE.get(op)
+    if actual is None or compare is None:
         return False
     try:
-        if op == "equals":
-            return bool(actual == expected)
-        if op == "any":
-            return actual in expected
-        if op == "greater-than":
-            return bool(actual > expected)
-        if op == "greater-or-equal":
-            return bool(actual >= expected)
-        if op == "less-than":
-            return bool(actual < expected)
-        if op == "less-or-equal":
-            return bool(actual <= expected)
-        if op == "contains":
-            return str(expected) in str(actual)
-        if op == "starts-with":
-            return str(actual).startswith(str(expected))
-        if op == "ends-with":
-            return str(actual).endswith(str(expected))
-        if op == "contains-any":
-            return any(str(e) in str(actual) for e in expected)
-        if op == "contains-all":
-            return all(str(e) in str(actual) for e in expected)
+        return bool(compare(actual, expected))
     except TypeError:
         return False
-    return False
 
 
 def matches(cond: Condition, getter: Callable[[str], Any]) -> bool:

@@ -10,13 +10,14 @@ import random
 from datetime import timedelta
 from typing import Any
 
-from .account import Account, fmt_dt
-from .resources import Ctx, Record, rel_one, resource
+from .handlers import All, Handler
+from .jsonapi import Record, Resource
+from .store import Store
 
 STATUSES = ("AUTHORIZED", "UNAUTHORIZED", "DENIED", "PROVISIONAL", "NOT_DETERMINED")
 
 
-def seed_push_tokens(acc: Account) -> None:
+def seed(acc: Store) -> None:
     """About one profile in four gets a device token, from its own RNG (other entities unchanged)."""
     rng = random.Random(f"push-tokens-{acc.spec.seed}")
     for number, profile in enumerate(acc.profiles_by_id.values()):
@@ -53,14 +54,10 @@ def seed_push_tokens(acc: Account) -> None:
         }
 
 
-def ser_push_token(acc: Account, token: Record, ctx: Ctx) -> Record:
-    path = f"push-tokens/{token['id']}"
-    attrs: dict[str, Any] = {k: v for k, v in token.items() if k not in ("id", "profile_id")}
-    attrs["created"] = fmt_dt(token["created"])
-    attrs["recorded_date"] = fmt_dt(token["recorded_date"])  # a string in the spec, no date-time format
-    rels = {"profile": rel_one(path, "profile", "profile", token["profile_id"])}
-    return resource("push-token", token["id"], attrs, rels, ctx, path)
-
-
 def get_push_token_field(token: Record, name: str) -> Any:
     return token["profile_id"] if name == "profile.id" else token.get(name)
+
+
+RESOURCES = [Resource("push-token", "push_tokens_by_id")]
+
+HANDLERS = {"get_push_tokens": Handler("push-token", All("push_tokens_by_id"), get_push_token_field)}

@@ -23,15 +23,15 @@ deterministically from the account's events:
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from itertools import pairwise
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from .account import Account
-from .filters import FilterError, _QuotedStr, parse_datetime, parse_filter
+from .filters import Condition, FilterError, _QuotedStr, parse_datetime, parse_filter
 from .spec import schema
+from .store import Store
 
 MAX_LIST_ITEMS = 100
 SEND_CHANNELS = ("email", "sms", "push-notification", "whatsapp")
@@ -106,7 +106,7 @@ class ReportRequest:
 
 
 # --------------------------------------------------------------------------- timeframes
-def account_tz(acc: Account) -> ZoneInfo:
+def account_tz(acc: Store) -> ZoneInfo:
     return ZoneInfo(str(acc.account_info.get("timezone") or "UTC"))
 
 
@@ -115,7 +115,7 @@ def _add_months(dt: datetime, months: int) -> datetime:
     return dt.replace(year=idx // 12, month=idx % 12 + 1, day=1)
 
 
-def resolve_timeframe(acc: Account, tf: Any) -> tuple[datetime, datetime]:
+def resolve_timeframe(acc: Store, tf: Any) -> tuple[datetime, datetime]:
     """``[start, end)`` in the account timezone for a ``{key}`` or ``{start, end}`` timeframe."""
     tz = account_tz(acc)
     if not isinstance(tf, dict):
@@ -210,7 +210,8 @@ def buckets(start: datetime, end: datetime, interval: str) -> list[datetime]:
 
 
 # --------------------------------------------------------------------------- body validation
-def parse_request(acc: Account, kind: ReportKind, body: Any) -> ReportRequest:
+def _attributes(kind: ReportKind, body: Any) -> dict[str, Any]:
+    """The request's ``data.attributes``: a JSON:API document of the right type, known and required names."""
     if not isinstance(body, dict) or not isinstance(body.get("data"), dict):
         raise ReportError("The request body must be a JSON:API document with a 'data' object.", "/data")
     data = body["data"]
@@ -229,54 +230,88 @@ def parse_request(acc: Account, kind: ReportKind, body: Any) -> ReportRequest:
     for name in kind.required():
         if attrs.get(name) is None:
             raise ReportError(f"'{name}' is a required field.", f"/data/attributes/{name}")
-    stats = attrs["statistics"]
-    allowed_stats = kind.statistics_enum()
+    return attrs
+
+
+def _statistics(kind: ReportKind, stats: Any) -> list[str]:
     if not isinstance(stats, list) or not stats:
         raise ReportError("'statistics' must be a non-empty list.", "/data/attributes/statistics")
+    allowed = kind.statistics_enum()
     for st in stats:
-        if st not in allowed_stats:
+        if st not in allowed:
             raise ReportError(f"'{st}' is not a valid statistic.", "/data/attributes/statistics")
+    return list(dict.fromkeys(stats))
+
+
+def _group_by(kind: ReportKind, group_by: Any) -> list[str]:
+    if group_by is None:
+        group_by = kind.default_group_by
+    if not isinstance(group_by, list):
+        raise ReportError("'group_by' must be a list.", "/data/attributes/group_by")
+    allowed = kind.group_by_enum()
+    for g in group_by:
+        if g not in allowed:
+            raise ReportError(
+                f"'{g}' is not a valid group_by. Allowed: {', '.join(allowed)}.", "/data/attributes/group_by"
+            )
+    if any(g not in group_by for g in kind.required_group_by):
+        raise ReportError(
+            f"The following group by attributes are required: {', '.join(kind.required_group_by)}.",
+            "/data/attributes/group_by",
+        )
+    return list(dict.fromkeys(group_by))
+
+
+def _interval(kind: ReportKind, interval: Any, start: datetime, end: datetime) -> str:
+    enum = kind.attrs_schema()["properties"]["interval"]["enum"]
+    if interval not in enum:
+        raise ReportError(
+            f"'{interval}' is not a valid interval. Valid: {', '.join(enum)}.", "/data/attributes/interval"
+        )
+    limit = INTERVAL_MAX_DAYS[interval]
+    if end - start > timedelta(days=limit):
+        raise ReportError(
+            f"If {interval} is used, the timeframe cannot be longer than {limit} days.",
+            "/data/attributes/interval",
+        )
+    return str(interval)
+
+
+def parse_request(acc: Store, kind: ReportKind, body: Any) -> ReportRequest:
+    attrs = _attributes(kind, body)
+    stats = _statistics(kind, attrs["statistics"])
     start, end = resolve_timeframe(acc, attrs["timeframe"])
     mid = attrs["conversion_metric_id"]
     if not isinstance(mid, str) or mid not in acc.metrics_by_id:
         raise ReportError(f"Metric with id '{mid}' does not exist.", "/data/attributes/conversion_metric_id")
-    group_by = attrs.get("group_by")
-    if group_by is None:
-        group_by = kind.default_group_by
-    allowed_gb = kind.group_by_enum()
-    if not isinstance(group_by, list):
-        raise ReportError("'group_by' must be a list.", "/data/attributes/group_by")
-    for g in group_by:
-        if g not in allowed_gb:
-            raise ReportError(
-                f"'{g}' is not a valid group_by. Allowed: {', '.join(allowed_gb)}.",
-                "/data/attributes/group_by",
-            )
-    for g in kind.required_group_by:
-        if g not in group_by:
-            raise ReportError(
-                f"The following group by attributes are required: {', '.join(kind.required_group_by)}.",
-                "/data/attributes/group_by",
-            )
-    req = ReportRequest(kind, list(dict.fromkeys(stats)), start, end, mid, list(dict.fromkeys(group_by)))
+    req = ReportRequest(kind, stats, start, end, mid, _group_by(kind, attrs.get("group_by")))
     if attrs.get("filter") is not None:
         req.filters = _parse_report_filter(kind, attrs["filter"])
     if kind.series:
-        interval = attrs["interval"]
-        enum = kind.attrs_schema()["properties"]["interval"]["enum"]
-        if interval not in enum:
-            raise ReportError(
-                f"'{interval}' is not a valid interval. Valid: {', '.join(enum)}.",
-                "/data/attributes/interval",
-            )
-        limit = INTERVAL_MAX_DAYS[interval]
-        if end - start > timedelta(days=limit):
-            raise ReportError(
-                f"If {interval} is used, the timeframe cannot be longer than {limit} days.",
-                "/data/attributes/interval",
-            )
-        req.interval = interval
+        req.interval = _interval(kind, attrs["interval"], start, end)
     return req
+
+
+def _report_condition(c: Condition, pointer: str) -> tuple[str, str, list[str]]:
+    """One condition of a report filter, checked as Klaviyo checks it: operator, list-ness, values."""
+    ops = ("contains-any", "contains-all") if c.field in _LIST_ATTRS else ("equals", "contains-any")
+    if c.op not in ops:
+        raise ReportError(
+            f"Invalid filter provided: operator '{c.op}' is not supported for '{c.field}'.", pointer
+        )
+    values = c.value if c.is_list else [c.value]
+    if c.op.startswith("contains") != c.is_list:
+        raise ReportError(f"Invalid filter provided: '{c.op}' on '{c.field}' expects a list.", pointer)
+    if not values or len(values) > MAX_LIST_ITEMS:
+        raise ReportError(f"Max of {MAX_LIST_ITEMS} items per list filter.", pointer)
+    if not all(isinstance(v, _QuotedStr) for v in values):
+        raise ReportError(f"Invalid filter provided: '{c.field}' expects quoted strings.", pointer)
+    bad = [v for v in values if v not in SEND_CHANNELS] if c.field == "send_channel" else []
+    if bad:
+        raise ReportError(
+            f"'{bad[0]}' is not a valid send_channel; allowed: {', '.join(SEND_CHANNELS)}.", pointer
+        )
+    return c.field, c.op, [str(v) for v in values]
 
 
 def _parse_report_filter(kind: ReportKind, text: Any) -> list[tuple[str, str, list[str]]]:
@@ -296,25 +331,7 @@ def _parse_report_filter(kind: ReportKind, text: Any) -> list[tuple[str, str, li
         if c.field in seen:
             raise ReportError(f"Only one filter can be used per attribute ('{c.field}').", pointer)
         seen.add(c.field)
-        ops = ("contains-any", "contains-all") if c.field in _LIST_ATTRS else ("equals", "contains-any")
-        if c.op not in ops:
-            raise ReportError(
-                f"Invalid filter provided: operator '{c.op}' is not supported for '{c.field}'.", pointer
-            )
-        values = c.value if c.is_list else [c.value]
-        if c.op.startswith("contains") != c.is_list:
-            raise ReportError(f"Invalid filter provided: '{c.op}' on '{c.field}' expects a list.", pointer)
-        if not values or len(values) > MAX_LIST_ITEMS:
-            raise ReportError(f"Max of {MAX_LIST_ITEMS} items per list filter.", pointer)
-        if not all(isinstance(v, _QuotedStr) for v in values):
-            raise ReportError(f"Invalid filter provided: '{c.field}' expects quoted strings.", pointer)
-        if c.field == "send_channel":
-            bad = [v for v in values if v not in SEND_CHANNELS]
-            if bad:
-                raise ReportError(
-                    f"'{bad[0]}' is not a valid send_channel; allowed: {', '.join(SEND_CHANNELS)}.", pointer
-                )
-        out.append((c.field, c.op, [str(v) for v in values]))
+        out.append(_report_condition(c, pointer))
     return out
 
 
@@ -389,7 +406,7 @@ def statistics(a: _Acc, channel: str, wanted: list[str]) -> dict[str, float | in
     return {k: full[k] for k in wanted}
 
 
-def _metric_roles(acc: Account) -> dict[str, str]:
+def _metric_roles(acc: Store) -> dict[str, str]:
     roles = {
         "Received Email": "delivered",
         "Bounced Email": "bounced",
@@ -415,7 +432,7 @@ _UNIQUE_OF = {
 }
 
 
-def _message_info(acc: Account, subject: str, msg_id: str) -> dict[str, Any] | None:
+def _message_info(acc: Store, subject: str, msg_id: str) -> dict[str, Any] | None:
     if subject == "campaign":
         m = acc.campaign_messages_by_id.get(msg_id)
         if m is None:
@@ -467,7 +484,7 @@ def _passes(info: dict[str, Any], filters: list[tuple[str, str, list[str]]]) -> 
 
 
 def _accumulate(
-    acc: Account, subject: str, conversion_metric_id: str, start_ts: int, end_ts: int
+    acc: Store, subject: str, conversion_metric_id: str, start_ts: int, end_ts: int
 ) -> dict[str, _Acc]:
     """Per-message accumulators for events with ``start_ts <= timestamp < end_ts``."""
     roles = _metric_roles(acc)
@@ -506,45 +523,55 @@ def _accumulate(
     return out
 
 
-def compute(acc: Account, req: ReportRequest) -> dict[str, Any]:
-    """``{"results": [...]}`` (+ ``date_times`` for series), rows sorted by message id."""
-    subject = req.kind.subject
-    start_ts, end_ts = int(req.start.timestamp()), int(req.end.timestamp())
-    total = _accumulate(acc, subject, req.conversion_metric_id, start_ts, end_ts)
+def _rows(acc: Store, req: ReportRequest, total: dict[str, _Acc]) -> list[tuple[str, dict[str, Any]]]:
+    """The messages with any count in the timeframe that pass the filter, by message id."""
     rows: list[tuple[str, dict[str, Any]]] = []
     for msg in sorted(total):
         if total[msg].empty():
             continue
-        info = _message_info(acc, subject, msg)
-        if info is None or not _passes(info, req.filters):
-            continue
-        rows.append((msg, info))
+        info = _message_info(acc, req.kind.subject, msg)
+        if info is not None and _passes(info, req.filters):
+            rows.append((msg, info))
+    return rows
+
+
+def _series(
+    acc: Store, req: ReportRequest, rows: list[tuple[str, dict[str, Any]]], interval: str
+) -> dict[str, Any]:
+    start_ts, end_ts = int(req.start.timestamp()), int(req.end.timestamp())
+    starts = buckets(req.start, req.end, interval)
+    bounds = [max(start_ts, int(b.timestamp())) for b in starts] + [end_ts]
+    per_bucket = [
+        _accumulate(acc, req.kind.subject, req.conversion_metric_id, lo, min(end_ts, hi))
+        for lo, hi in pairwise(bounds)
+    ]
     results: list[dict[str, Any]] = []
-    if req.interval is None:
-        for msg, info in rows:
-            results.append(
-                {
-                    "groupings": {g: _grouping_value(info, g) for g in req.group_by},
-                    "statistics": statistics(total[msg], info["send_channel"], req.statistics),
-                }
-            )
-        return {"results": results}
-    starts = buckets(req.start, req.end, req.interval)
-    per_bucket: list[dict[str, _Acc]] = []
-    for i, b in enumerate(starts):
-        lo = max(start_ts, int(b.timestamp()))
-        hi = min(end_ts, int(starts[i + 1].timestamp())) if i + 1 < len(starts) else end_ts
-        per_bucket.append(_accumulate(acc, subject, req.conversion_metric_id, lo, hi))
     for msg, info in rows:
         series: dict[str, list[float | int]] = {s: [] for s in req.statistics}
         for pb in per_bucket:
-            st = statistics(pb.get(msg, _Acc()), info["send_channel"], req.statistics)
-            for k, v in st.items():
+            for k, v in statistics(pb.get(msg, _Acc()), info["send_channel"], req.statistics).items():
                 series[k].append(v)
         results.append(
             {"groupings": {g: _grouping_value(info, g) for g in req.group_by}, "statistics": series}
         )
     return {"results": results, "date_times": [b.isoformat() for b in starts]}
+
+
+def compute(acc: Store, req: ReportRequest) -> dict[str, Any]:
+    """``{"results": [...]}`` (+ ``date_times`` for series), rows sorted by message id."""
+    start_ts, end_ts = int(req.start.timestamp()), int(req.end.timestamp())
+    total = _accumulate(acc, req.kind.subject, req.conversion_metric_id, start_ts, end_ts)
+    rows = _rows(acc, req, total)
+    if req.interval is not None:
+        return _series(acc, req, rows, req.interval)
+    results = [
+        {
+            "groupings": {g: _grouping_value(info, g) for g in req.group_by},
+            "statistics": statistics(total[msg], info["send_channel"], req.statistics),
+        }
+        for msg, info in rows
+    ]
+    return {"results": results}
 
 
 def relationships(req: ReportRequest, results: list[dict[str, Any]]) -> dict[str, Any]:
@@ -558,7 +585,7 @@ def relationships(req: ReportRequest, results: list[dict[str, Any]]) -> dict[str
 
 
 def ground_truth(
-    acc: Account,
+    acc: Store,
     operation_id: str,
     statistics: list[str],
     timeframe: dict[str, Any],
@@ -583,6 +610,3 @@ def ground_truth(
     with acc.lock:
         req = parse_request(acc, kind, {"data": {"type": kind.rtype, "attributes": attrs}})
         return compute(acc, req)
-
-
-GroundTruth = Callable[..., dict[str, Any]]

@@ -21,11 +21,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
-from . import push_tokens as PT
+from . import registry
 from . import reports as REP
-from . import resources as R
 from .account import Account, AccountSpec
+from .events import get_event_field
 from .filters import Condition, FilterError, first_future_datetime, matches, parse_filter, validate
+from .handlers import Handler, IndexableSource, Live, sort_value
+from .jsonapi import BASE, Ctx, NotFound, Record, Serializer, data_shape, included_shapes, related, serializer
 from .ratelimit import RateLimiter
 from .spec import REVISIONS, SPEC_REVISION, Operation, operations, post_operations
 
@@ -89,7 +91,6 @@ class RequestLogEntry:
     records: int
     elapsed_s: float
     fault: str | None = None
-    target: str = ""  # the request line's target as received: path and raw query string
 
 
 class _Drop(Exception):
@@ -159,341 +160,13 @@ def server_error_body(status: int) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- operation table
-@dataclass
-class Handler:
-    serializer: R.Serializer
-    getter: R.Getter
-    source: Callable[[Account, str | None], list[R.Record]]
-    single: bool = False
-    default_sort: str | None = None
-    includes: dict[str, Callable[[Account, R.Record], list[tuple[R.Serializer, R.Record]]]] = field(
-        default_factory=dict
-    )
-    required_filters: tuple[str, ...] = ()
-    # at least one of these fields must be filtered on (any operator), e.g. coupon-codes
-    required_filter_one_of: tuple[str, ...] = ()
-
-
-def _child(mapping: str, key: str) -> Callable[[Account, str | None], list[R.Record]]:
-    def src(acc: Account, pid: str | None) -> list[R.Record]:
-        parent = getattr(acc, mapping).get(pid or "")
-        if parent is None:
-            raise R.NotFound(pid)
-        return list(parent[key])
-
-    return src
-
-
-@dataclass
-class _Live:
-    """Random access to the current records of a (possibly large) collection, for indexed paging."""
-
-    key: tuple[Any, ...]  # names the collection in the account's index cache
-    stamp: tuple[int, ...]  # changes whenever the collection may have changed
-    size: int
-    get: Callable[[str], R.Record | None]  # id -> record as the source would return it, None if gone
-
-
-class _IndexableSource:
-    """A data source whose records can also be fetched one by one by id (see :func:`page_generic`)."""
-
-    def __call__(self, acc: Account, pid: str | None) -> list[R.Record]:  # pragma: no cover
-        raise NotImplementedError
-
-    def live(self, acc: Account, pid: str | None) -> _Live:  # pragma: no cover
-        raise NotImplementedError
-
-
-class _All(_IndexableSource):
-    """Every record of an ``acc.<mapping>`` table."""
-
-    def __init__(self, mapping: str) -> None:
-        self.mapping = mapping
-
-    def __call__(self, acc: Account, pid: str | None) -> list[R.Record]:
-        return list(getattr(acc, self.mapping).values())
-
-    def live(self, acc: Account, pid: str | None) -> _Live:
-        table: dict[str, R.Record] = getattr(acc, self.mapping)
-        return _Live(("all", self.mapping), (acc.version, len(table)), len(table), table.get)
-
-
-class _Members(_IndexableSource):
-    """The member profiles of a list/segment, each a copy with its ``joined_group_at``."""
-
-    def __init__(self, mapping: str) -> None:
-        self.mapping = mapping
-
-    def _group(self, acc: Account, pid: str | None) -> dict[str, Any]:
-        group: dict[str, Any] | None = getattr(acc, self.mapping).get(pid or "")
-        if group is None:
-            raise R.NotFound(pid)
-        return group
-
-    def __call__(self, acc: Account, pid: str | None) -> list[R.Record]:
-        group = self._group(acc, pid)
-        return [
-            dict(acc.profiles_by_id[p], joined_group_at=j)
-            for p, j in group["members"].items()
-            if p in acc.profiles_by_id
-        ]
-
-    def live(self, acc: Account, pid: str | None) -> _Live:
-        members: dict[str, Any] = self._group(acc, pid)["members"]
-        profiles = acc.profiles_by_id
-
-        def get(rid: str) -> R.Record | None:
-            if rid not in members or rid not in profiles:
-                return None
-            return dict(profiles[rid], joined_group_at=members[rid])
-
-        stamp = (acc.version, len(members), len(profiles))
-        return _Live(("members", self.mapping, pid), stamp, len(members), get)
-
-
-def _one(mapping: str) -> Callable[[Account, str | None], list[R.Record]]:
-    def src(acc: Account, pid: str | None) -> list[R.Record]:
-        rec = getattr(acc, mapping).get(pid or "")
-        if rec is None:
-            raise R.NotFound(pid)
-        return [rec]
-
-    return src
-
-
-def _inc_ids(
-    ser: R.Serializer, mapping: str, key: str
-) -> Callable[[Account, R.Record], list[tuple[R.Serializer, R.Record]]]:
-    def inc(acc: Account, rec: R.Record) -> list[tuple[R.Serializer, R.Record]]:
-        ids = rec.get(key)
-        if ids is None:
-            return []
-        if isinstance(ids, str):
-            ids = [ids]
-        table = getattr(acc, mapping)
-        return [(ser, table[i]) for i in ids if i in table]
-
-    return inc
-
-
-def _inc_flows(key: str) -> Callable[[Account, R.Record], list[tuple[R.Serializer, R.Record]]]:
-    def inc(acc: Account, rec: R.Record) -> list[tuple[R.Serializer, R.Record]]:
-        return [(R.ser_flow, f) for f in acc.flows_by_id.values() if f.get(key) == rec["id"]]
-
-    return inc
-
-
-def _none(acc: Account, rec: R.Record) -> list[tuple[R.Serializer, R.Record]]:
-    return []
-
-
-def _campaign_messages_src(acc: Account, pid: str | None) -> list[R.Record]:
-    camp = acc.campaigns_by_id.get(pid or "")
-    if camp is None:
-        raise R.NotFound(pid)
-    return [acc.campaign_messages_by_id[m] for m in camp["message_ids"]]
-
-
-def _flow_actions_src(acc: Account, pid: str | None) -> list[R.Record]:
-    flow = acc.flows_by_id.get(pid or "")
-    if flow is None:
-        raise R.NotFound(pid)
-    return [acc.flow_actions_by_id[a] for a in flow["action_ids"]]
-
-
-def _flow_messages_src(acc: Account, pid: str | None) -> list[R.Record]:
-    act = acc.flow_actions_by_id.get(pid or "")
-    if act is None:
-        raise R.NotFound(pid)
-    return [acc.flow_messages_by_id[m] for m in act["message_ids"]]
-
-
-_TAG_INC = _inc_ids(R.ser_tag, "tags_by_id", "tag_ids")
-
-
-def _form_versions_src(acc: Account, pid: str | None) -> list[R.Record]:
-    form = acc.forms_by_id.get(pid or "")
-    if form is None:
-        raise R.NotFound(pid)
-    return [acc.form_versions_by_id[v] for v in form["version_ids"]]
-
-
-HANDLERS: dict[str, Handler] = {
-    "get_accounts": Handler(R.ser_account, R.get_plain, lambda acc, pid: [acc.account_info]),
-    "get_metrics": Handler(
-        R.ser_metric,
-        R.get_metric_field,
-        _All("metrics_by_id"),
-        includes={"flow-triggers": _inc_flows("trigger_metric_id")},
-    ),
-    "get_metric": Handler(
-        R.ser_metric,
-        R.get_metric_field,
-        _one("metrics_by_id"),
-        single=True,
-        includes={"flow-triggers": _inc_flows("trigger_metric_id")},
-    ),
-    "get_events": Handler(
-        R.ser_event,
-        R.get_event_field,
-        lambda acc, pid: [],
-        default_sort="datetime",
-        includes={
-            "metric": _inc_ids(R.ser_metric, "metrics_by_id", "metric_id"),
-            "profile": _inc_ids(R.ser_profile, "profiles_by_id", "profile_id"),
-            "attributions": _inc_ids(R.ser_attribution, "attributions_by_id", "attribution_ids"),
-        },
-    ),
-    "get_profiles": Handler(
-        R.ser_profile,
-        R.get_profile_field,
-        _All("profiles_by_id"),
-        includes={"conversations": _none, "push-tokens": _none},
-    ),
-    "get_lists": Handler(
-        R.ser_list,
-        R.get_plain,
-        _All("lists_by_id"),
-        includes={"tags": _TAG_INC, "flow-triggers": _inc_flows("trigger_list_id")},
-    ),
-    "get_list": Handler(
-        R.ser_list,
-        R.get_plain,
-        _one("lists_by_id"),
-        single=True,
-        includes={"tags": _TAG_INC, "flow-triggers": _inc_flows("trigger_list_id")},
-    ),
-    "get_profiles_for_list": Handler(R.ser_profile, R.get_profile_field, _Members("lists_by_id")),
-    "get_profile_ids_for_list": Handler(
-        R.ser_relationship_profile, R.get_profile_field, _Members("lists_by_id")
-    ),
-    "get_segments": Handler(
-        R.ser_segment,
-        R.get_plain,
-        _All("segments_by_id"),
-        includes={"tags": _TAG_INC, "flow-triggers": _none},
-    ),
-    "get_profiles_for_segment": Handler(R.ser_profile, R.get_profile_field, _Members("segments_by_id")),
-    "get_profile_ids_for_segment": Handler(
-        R.ser_relationship_profile, R.get_profile_field, _Members("segments_by_id")
-    ),
-    "get_campaigns": Handler(
-        R.ser_campaign,
-        R.get_campaign_field,
-        _All("campaigns_by_id"),
-        includes={
-            "campaign-messages": _inc_ids(R.ser_campaign_message, "campaign_messages_by_id", "message_ids"),
-            "tags": _TAG_INC,
-        },
-        required_filters=("messages.channel",),
-    ),
-    "get_messages_for_campaign": Handler(
-        R.ser_campaign_message,
-        R.get_plain,
-        _campaign_messages_src,
-        includes={
-            "campaign": _inc_ids(R.ser_campaign, "campaigns_by_id", "campaign_id"),
-            "template": _inc_ids(R.ser_template, "templates_by_id", "template_id"),
-            "image": _none,
-        },
-    ),
-    "get_flows": Handler(
-        R.ser_flow,
-        R.get_plain,
-        _All("flows_by_id"),
-        includes={
-            "flow-actions": _inc_ids(R.ser_flow_action, "flow_actions_by_id", "action_ids"),
-            "tags": _TAG_INC,
-        },
-    ),
-    "get_actions_for_flow": Handler(R.ser_flow_action, R.get_plain, _flow_actions_src),
-    "get_flow_action_messages": Handler(R.ser_flow_message, R.get_plain, _flow_messages_src),
-    "get_templates": Handler(R.ser_template, R.get_plain, _All("templates_by_id")),
-    "get_tags": Handler(
-        R.ser_tag,
-        R.get_plain,
-        _All("tags_by_id"),
-        includes={"tag-group": _inc_ids(R.ser_tag_group, "tag_groups_by_id", "tag_group_id")},
-    ),
-    "get_tag_groups": Handler(R.ser_tag_group, R.get_plain, _All("tag_groups_by_id")),
-    "get_catalog_items": Handler(
-        R.ser_catalog_item,
-        R.get_catalog_field,
-        _All("catalog_items_by_id"),
-        includes={"variants": _inc_ids(R.ser_catalog_variant, "catalog_variants_by_id", "variant_ids")},
-    ),
-    "get_catalog_variants": Handler(
-        R.ser_catalog_variant, R.get_catalog_field, _All("catalog_variants_by_id")
-    ),
-    "get_catalog_categories": Handler(
-        R.ser_catalog_category, R.get_catalog_field, _All("catalog_categories_by_id")
-    ),
-    "get_coupons": Handler(R.ser_coupon, R.get_plain, _All("coupons_by_id")),
-    "get_coupon_codes": Handler(
-        R.ser_coupon_code,
-        R.get_catalog_field,
-        _All("coupon_codes_by_id"),
-        includes={"coupon": _inc_ids(R.ser_coupon, "coupons_by_id", "coupon_id")},
-        required_filter_one_of=("coupon.id", "profile.id"),
-    ),
-    "get_forms": Handler(R.ser_form, R.get_plain, _All("forms_by_id")),
-    "get_versions_for_form": Handler(R.ser_form_version, R.get_plain, _form_versions_src),
-    "get_images": Handler(R.ser_image, R.get_plain, _All("images_by_id")),
-    "get_push_tokens": Handler(PT.ser_push_token, PT.get_push_token_field, _All("push_tokens_by_id")),
-}
-
-
-def _omni_messages_src(acc: Account, pid: str | None) -> list[R.Record]:
-    """Every campaign message, with the status its campaign gives it (a 2026-10-15 filter/sort field)."""
-    return [
-        dict(m, status=R.omni_status(acc.campaigns_by_id[m["campaign_id"]]))
-        for m in acc.campaign_messages_by_id.values()
-    ]
-
-
-def _omni_campaign_messages_src(acc: Account, pid: str | None) -> list[R.Record]:
-    return [
-        dict(m, status=R.omni_status(acc.campaigns_by_id[m["campaign_id"]]))
-        for m in _campaign_messages_src(acc, pid)
-    ]
-
-
-_OMNI_MESSAGE_INC = _inc_ids(R.ser_omni_campaign_message, "campaign_messages_by_id", "message_ids")
-
-# Operations whose behaviour differs by revision: 2026-10-15's omnichannel Campaigns API (no channel
-# filter, new shapes, a /campaign-messages collection). Everything else is served as in HANDLERS.
-REVISION_HANDLERS: dict[str, dict[str, Handler]] = {
-    "2026-10-15": {
-        "get_campaigns": Handler(
-            R.ser_omni_campaign,
-            R.get_omni_campaign_field,
-            _All("campaigns_by_id"),
-            includes={"campaign-messages": _OMNI_MESSAGE_INC, "campaign-audiences": _none},
-        ),
-        "get_campaign_messages": Handler(
-            R.ser_omni_campaign_message,
-            R.get_omni_message_field,
-            _omni_messages_src,
-            includes={
-                "campaign": _inc_ids(R.ser_omni_campaign, "campaigns_by_id", "campaign_id"),
-                "campaign-variations": _none,
-            },
-        ),
-        "get_messages_for_campaign": Handler(
-            R.ser_omni_campaign_message, R.get_omni_message_field, _omni_campaign_messages_src
-        ),
-    }
-}
-
-
 def handler_for(operation_id: str, revision: str = SPEC_REVISION) -> Handler:
-    return REVISION_HANDLERS.get(revision, {}).get(operation_id) or HANDLERS[operation_id]
+    return registry.HANDLERS_BY_REVISION[revision][operation_id]
 
 
 def _routes(revision: str = SPEC_REVISION) -> list[Operation]:
     ops = operations(revision)
-    served = {**HANDLERS, **REVISION_HANDLERS.get(revision, {})}
-    return [ops[oid] for oid in served if oid in ops]
+    return [ops[oid] for oid in registry.HANDLERS_BY_REVISION[revision] if oid in ops]
 
 
 # --------------------------------------------------------------------------- query parsing
@@ -503,7 +176,7 @@ class Query:
     sort: str | None
     conditions: list[Condition]
     cursor: tuple[Any, ...] | None
-    ctx: R.Ctx
+    ctx: Ctx
 
 
 def _b64(data: Any) -> str:
@@ -536,94 +209,128 @@ def invalid_cursor() -> HTTPError:
     )
 
 
-def parse_query(op: Operation, handler: Handler, params: dict[str, str]) -> Query:
+def _check_names(op: Operation, params: dict[str, str]) -> None:
     for name in params:
         if name not in op.query_params:
             raise invalid(f"'{name}' is not a valid query parameter for this endpoint.", name)
-    page_size: int | None = None
-    if op.page_size is not None:
-        default, lo, hi = op.page_size
-        page_size = default
-        if "page[size]" in params:
-            raw = params["page[size]"]
-            try:
-                page_size = int(raw)
-            except ValueError:
-                raise invalid(f"'{raw}' is not a valid integer.", "page[size]") from None
-            if not lo <= page_size <= hi:
-                raise invalid(f"Page size must be an integer between {lo} and {hi}.", "page[size]")
+
+
+def _page_size(op: Operation, params: dict[str, str]) -> int | None:
+    if op.page_size is None:
+        return None
+    default, lo, hi = op.page_size
+    raw = params.get("page[size]")
+    if raw is None:
+        return default
+    try:
+        size = int(raw)
+    except ValueError:
+        raise invalid(f"'{raw}' is not a valid integer.", "page[size]") from None
+    if not lo <= size <= hi:
+        raise invalid(f"Page size must be an integer between {lo} and {hi}.", "page[size]")
+    return size
+
+
+def _sort(op: Operation, params: dict[str, str]) -> str | None:
     sort = params.get("sort")
     if sort is not None and (op.sort is None or sort not in op.sort):
         allowed = ", ".join(op.sort or ())
         raise invalid(f"'{sort}' is not a valid sort field. Valid sort fields are: {allowed}.", "sort")
-    ctx = R.Ctx(operation_id=op.operation_id)
+    return sort
+
+
+def _listed(value: str, allowed: frozenset[str], parameter: str, complaint: str) -> list[str]:
+    """The comma-separated values of a parameter, each checked against its enum."""
+    wanted = [v for v in value.split(",") if v]
+    bad = [v for v in wanted if v not in allowed]
+    if bad:
+        raise invalid(f"'{bad[0]}' {complaint}", parameter)
+    return wanted
+
+
+def _ctx(op: Operation, params: dict[str, str]) -> Ctx:
+    """Sparse fieldsets, additional fields and includes of a request."""
+    ctx = Ctx()
     for name, value in params.items():
         if name.startswith("fields["):
             rtype = name[7:-1]
-            wanted = [v for v in value.split(",") if v]
-            bad = [v for v in wanted if v not in op.fields.get(rtype, frozenset())]
-            if bad:
-                raise invalid(f"'{bad[0]}' is not a valid field for the resource '{rtype}'.", name)
-            ctx.fields[rtype] = wanted
+            complaint = f"is not a valid field for the resource '{rtype}'."
+            ctx.fields[rtype] = _listed(value, op.fields.get(rtype, frozenset()), name, complaint)
         elif name.startswith("additional-fields["):
             rtype = name[18:-1]
-            wanted = [v for v in value.split(",") if v]
-            bad = [v for v in wanted if v not in op.additional_fields.get(rtype, frozenset())]
-            if bad:
-                raise invalid(f"'{bad[0]}' is not a valid additional field for '{rtype}'.", name)
-            ctx.additional[rtype] = set(wanted)
+            complaint = f"is not a valid additional field for '{rtype}'."
+            allowed = op.additional_fields.get(rtype, frozenset())
+            ctx.additional[rtype] = set(_listed(value, allowed, name, complaint))
     if "include" in params:
-        wanted = [v for v in params["include"].split(",") if v]
-        bad = [v for v in wanted if v not in (op.include or frozenset())]
-        if bad:
-            raise invalid(f"'{bad[0]}' is not a valid related resource to include.", "include")
-        ctx.include = set(wanted)
-    conditions: list[Condition] = []
-    if "filter" in params:
-        try:
-            conditions = validate(parse_filter(params["filter"]), op.filters)
-        except FilterError as exc:
-            raise invalid(str(exc), "filter") from None
-        future = first_future_datetime(conditions, datetime.now(timezone.utc))
-        if future is not None:
-            future_cond, future_value = future
-            when = future_value.astimezone(timezone.utc)
-            detail = f"End date may not be in the future: {when:%Y-%m-%dT%H:%M:%S}"
-            raise HTTPError(
-                400, error_body(400, "invalid", "Invalid input.", detail, {"pointer": future_cond.field})
-            )
-    if handler.required_filter_one_of and not any(
-        c.field in handler.required_filter_one_of for c in conditions
-    ):
-        names = " or ".join(f"'{f}'" for f in handler.required_filter_one_of)
+        complaint = "is not a valid related resource to include."
+        ctx.include = set(_listed(params["include"], op.include or frozenset(), "include", complaint))
+    return ctx
+
+
+def _conditions(op: Operation, params: dict[str, str]) -> list[Condition]:
+    if "filter" not in params:
+        return []
+    try:
+        conditions = validate(parse_filter(params["filter"]), op.filters)
+    except FilterError as exc:
+        raise invalid(str(exc), "filter") from None
+    future = first_future_datetime(conditions, datetime.now(timezone.utc))
+    if future is not None:
+        future_cond, future_value = future
+        when = future_value.astimezone(timezone.utc)
+        detail = f"End date may not be in the future: {when:%Y-%m-%dT%H:%M:%S}"
+        raise HTTPError(
+            400, error_body(400, "invalid", "Invalid input.", detail, {"pointer": future_cond.field})
+        )
+    return conditions
+
+
+def _check_required_filters(handler: Handler, conditions: list[Condition]) -> None:
+    one_of = handler.required_filter_one_of
+    if one_of and not any(c.field in one_of for c in conditions):
+        names = " or ".join(f"'{f}'" for f in one_of)
         raise invalid(f"A filter on {names} is required.", "filter")
     for req in handler.required_filters:
         if not any(c.field == req and c.op == "equals" and not c.is_list for c in conditions):
             raise invalid(f"A filter on '{req}' is required (e.g. equals({req},'email')).", "filter")
+
+
+def _cursor(params: dict[str, str], sort: str | None) -> tuple[Any, ...] | None:
+    if "page[cursor]" not in params:
+        return None
+    try:
+        data = _unb64(params["page[cursor]"])
+        cursor = (str(data["s"]), tuple(data["k"][0]), str(data["k"][1]))
+        if data["s"] != (sort or ""):
+            # not documented: a cursor only makes sense with the sort it was made for
+            raise ValueError("sort mismatch")
+    except Exception:
+        raise invalid_cursor() from None
+    return cursor
+
+
+def parse_query(op: Operation, handler: Handler, params: dict[str, str]) -> Query:
+    """Validate a GET's query against the operation's spec, in the order Klaviyo reports errors."""
+    _check_names(op, params)
+    page_size = _page_size(op, params)
+    sort = _sort(op, params)
+    ctx = _ctx(op, params)
+    conditions = _conditions(op, params)
+    _check_required_filters(handler, conditions)
     missing = sorted(op.required_query - set(params))
     if missing:
         raise invalid(f"'{missing[0]}' is a required query parameter.", missing[0])
-    cursor = None
-    if "page[cursor]" in params:
-        try:
-            data = _unb64(params["page[cursor]"])
-            cursor = (str(data["s"]), tuple(data["k"][0]), str(data["k"][1]))
-            if data["s"] != (sort or ""):
-                # not documented: a cursor only makes sense with the sort it was made for
-                raise ValueError("sort mismatch")
-        except Exception:
-            raise invalid_cursor() from None
-    return Query(page_size, sort, conditions, cursor, ctx)
+    return Query(page_size, sort, conditions, _cursor(params, sort), ctx)
 
 
 # --------------------------------------------------------------------------- pagination
 def _keyed(
-    records: list[R.Record], handler: Handler, sort: str | None
-) -> list[tuple[tuple[Any, ...], str, R.Record]]:
+    records: list[Record], handler: Handler, sort: str | None
+) -> list[tuple[tuple[Any, ...], str, Record]]:
     field_name = (sort or handler.default_sort or "id").lstrip("-")
     if field_name == "id":
         return [((1, r["id"]), r["id"], r) for r in records]
-    return [(R.sort_value(handler.getter(r, field_name)), r["id"], r) for r in records]
+    return [(sort_value(handler.getter(r, field_name)), r["id"], r) for r in records]
 
 
 # Collections with at least this many records are paged through a cached sorted index (below it,
@@ -644,18 +351,33 @@ class _SortIndex:
 
 def page_generic(
     acc: Account, handler: Handler, q: Query, parent: str | None
-) -> tuple[list[R.Record], tuple[Any, ...] | None]:
+) -> tuple[list[Record], tuple[Any, ...] | None]:
     src = handler.source
-    if q.page_size is not None and isinstance(src, _IndexableSource):
+    if q.page_size is not None and isinstance(src, IndexableSource):
         live = src.live(acc, parent)
         if live.size >= INDEX_MIN_RECORDS:
             return _page_indexed(acc, handler, q, parent, live)
     return page_full(acc, handler, q, parent)
 
 
+def _after_cursor(keys: list[tuple[Any, str]], cursor: tuple[Any, str], desc: bool) -> int:
+    """Where a page resumes in sorted ``keys``: the first key after the cursor's."""
+    if not desc:
+        return bisect.bisect_right(keys, cursor)
+    # keys are descending: find first key strictly below the cursor
+    lo, hi = 0, len(keys)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if keys[mid] >= cursor:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
 def page_full(
     acc: Account, handler: Handler, q: Query, parent: str | None
-) -> tuple[list[R.Record], tuple[Any, ...] | None]:
+) -> tuple[list[Record], tuple[Any, ...] | None]:
     """Filter and sort the whole collection, then cut out the page (the reference behaviour)."""
     records = handler.source(acc, parent)
     if q.conditions:
@@ -667,20 +389,7 @@ def page_full(
     keyed.sort(key=lambda t: (t[0], t[1]), reverse=desc)
     start = 0
     if q.cursor is not None:
-        ck = (q.cursor[1], q.cursor[2])
-        keys = [(t[0], t[1]) for t in keyed]
-        if desc:
-            # keys are descending: find first key strictly below the cursor
-            lo, hi = 0, len(keys)
-            while lo < hi:
-                mid = (lo + hi) // 2
-                if keys[mid] >= ck:
-                    lo = mid + 1
-                else:
-                    hi = mid
-            start = lo
-        else:
-            start = bisect.bisect_right(keys, ck)
+        start = _after_cursor([(t[0], t[1]) for t in keyed], (q.cursor[1], q.cursor[2]), desc)
     size = q.page_size if q.page_size is not None else len(keyed)
     chunk = keyed[start : start + size]
     nxt = None
@@ -690,7 +399,7 @@ def page_full(
 
 
 def _sort_index(
-    acc: Account, handler: Handler, parent: str | None, field_name: str, live: _Live
+    acc: Account, handler: Handler, parent: str | None, field_name: str, live: Live
 ) -> _SortIndex:
     cache_key = (*live.key, handler.getter, field_name)
     idx: _SortIndex | None = acc.page_indexes.get(cache_key)
@@ -709,8 +418,8 @@ def _sort_index(
 
 
 def _page_indexed(
-    acc: Account, handler: Handler, q: Query, parent: str | None, live: _Live
-) -> tuple[list[R.Record], tuple[Any, ...] | None]:
+    acc: Account, handler: Handler, q: Query, parent: str | None, live: Live
+) -> tuple[list[Record], tuple[Any, ...] | None]:
     """Same result as :func:`page_full`, in O(page + log n) for a range on the sort field.
 
     Resume from the cursor by bisection in the cached index, narrow datetime range filters on the
@@ -726,7 +435,7 @@ def _page_indexed(
         for c in q.conditions:
             if c.field != field_name or c.is_list or not isinstance(c.value, datetime):
                 continue
-            bound = R.sort_value(c.value)
+            bound = sort_value(c.value)
             if c.op in ("greater-than", "greater-or-equal"):
                 start = max(start, bisect.bisect_left(keys, (bound,)))
             elif c.op in ("less-than", "less-or-equal"):
@@ -747,10 +456,10 @@ def _take_page(
     desc: bool,
     cursor_key: Any | None,
     size: int,
-    fetch: Callable[[str], R.Record | None],
+    fetch: Callable[[str], Record | None],
     conditions: list[Condition],
-    getter: Callable[[R.Record, str], Any],
-) -> tuple[list[R.Record], Any | None]:
+    getter: Callable[[Record, str], Any],
+) -> tuple[list[Record], Any | None]:
     """One page from ``keys[start:end]`` (sorted ``(sort key, id)`` pairs; walked backwards when
     ``desc``), resuming after ``cursor_key``: the records matching every condition, and the key of the
     page's last record when another match follows (``None`` on the last page)."""
@@ -759,7 +468,7 @@ def _take_page(
             end = min(end, bisect.bisect_left(keys, cursor_key))
         else:
             start = max(start, bisect.bisect_right(keys, cursor_key))
-    out: list[R.Record] = []
+    out: list[Record] = []
     last: Any | None = None
     for i in range(end - 1, start - 1, -1) if desc else range(start, end):
         rec = fetch(keys[i][1])
@@ -777,44 +486,110 @@ def _take_page(
 _RANGE_OPS = {"greater-than", "greater-or-equal", "less-than", "less-or-equal"}
 
 
-def page_events(acc: Account, q: Query) -> tuple[list[R.Record], tuple[Any, ...] | None]:
-    """Fast path: per-metric sorted (timestamp, id) index + bisect for ranges and the cursor."""
+@dataclass
+class _EventRange:
+    """What the index can answer of an events filter: the metrics and the ``(timestamp, id)`` bounds."""
+
     metric_ids: list[str] | None = None
     lo: tuple[int, str] = (-(2**62), "")
     hi: tuple[int, str] = (2**62, "\uffff")
-    rest: list[Condition] = []
-    for c in q.conditions:
+
+    def narrow(self, c: Condition) -> bool:
+        """Narrow the range by one condition; False when the index cannot answer it."""
         if c.field == "metric_id" and c.op == "equals":
             vals = list(c.value) if c.is_list else [c.value]
-            metric_ids = vals if metric_ids is None else [m for m in metric_ids if m in vals]
-        elif c.field in ("datetime", "timestamp") and c.op in _RANGE_OPS:
-            v = c.value
-            secs = v.timestamp() if c.field == "datetime" else float(v)
-            # timestamps are whole seconds: translate to an integer bound on the index
-            if c.op == "greater-or-equal":
-                lo = max(lo, (math.ceil(secs), ""))
-            elif c.op == "greater-than":
-                lo = max(lo, (math.floor(secs) + 1, ""))
-            elif c.op == "less-than":
-                hi = min(hi, (math.ceil(secs), ""))
-            else:
-                hi = min(hi, (math.floor(secs) + 1, ""))
+            self.metric_ids = vals if self.metric_ids is None else [m for m in self.metric_ids if m in vals]
+            return True
+        if c.field not in ("datetime", "timestamp") or c.op not in _RANGE_OPS:
+            return False
+        secs = c.value.timestamp() if c.field == "datetime" else float(c.value)
+        # timestamps are whole seconds: translate to an integer bound on the index
+        if c.op == "greater-or-equal":
+            self.lo = max(self.lo, (math.ceil(secs), ""))
+        elif c.op == "greater-than":
+            self.lo = max(self.lo, (math.floor(secs) + 1, ""))
+        elif c.op == "less-than":
+            self.hi = min(self.hi, (math.ceil(secs), ""))
         else:
-            rest.append(c)
-    if metric_ids is None:
-        index = acc.event_index
-    elif len(metric_ids) == 1:
-        index = acc.metric_index.get(metric_ids[0], [])
-    else:
-        index = sorted(x for m in dict.fromkeys(metric_ids) for x in acc.metric_index.get(m, []))
-    start = bisect.bisect_left(index, lo)
-    end = bisect.bisect_left(index, hi)
+            self.hi = min(self.hi, (math.floor(secs) + 1, ""))
+        return True
+
+    def index(self, acc: Account) -> list[tuple[int, str]]:
+        if self.metric_ids is None:
+            return acc.event_index
+        if len(self.metric_ids) == 1:
+            return acc.metric_index.get(self.metric_ids[0], [])
+        return sorted(x for m in dict.fromkeys(self.metric_ids) for x in acc.metric_index.get(m, []))
+
+
+def page_events(acc: Account, q: Query) -> tuple[list[Record], tuple[Any, ...] | None]:
+    """Fast path: per-metric sorted (timestamp, id) index + bisect for ranges and the cursor."""
+    span = _EventRange()
+    rest = [c for c in q.conditions if not span.narrow(c)]
+    index = span.index(acc)
+    start = bisect.bisect_left(index, span.lo)
+    end = bisect.bisect_left(index, span.hi)
     desc = bool(q.sort and q.sort.startswith("-"))
     cursor_key = (int(q.cursor[1][1]), q.cursor[2]) if q.cursor is not None else None
     out, last_key = _take_page(
-        index, start, end, desc, cursor_key, q.page_size or 200, acc.events_by_id.get, rest, R.get_event_field
+        index, start, end, desc, cursor_key, q.page_size or 200, acc.events_by_id.get, rest, get_event_field
     )
     return out, (((1, last_key[0]), last_key[1]) if last_key else None)
+
+
+# --------------------------------------------------------------------------- serialisation
+def _dumps(doc: Any) -> str:
+    return json.dumps(doc, separators=(",", ":"))
+
+
+def _data_serializer(operation_id: str, revision: str, rtype: str) -> Serializer:
+    return serializer(registry.RESOURCES[revision][rtype], data_shape(operation_id, revision))
+
+
+def _event_fragments(acc: Account, records: list[Record], ctx: Ctx, base: str, revision: str) -> str:
+    """The data of an events page from a cache of each event's final JSON fragment (links already
+    absolute) per base URL, revision and shape (attribution ids listed or not), dropped whenever the
+    account changes: events are most of what a client reads."""
+    key = (base, revision, "attributions" in ctx.include)
+    version, frags = acc.event_fragments.get(key, (None, {}))
+    if version != acc.version:
+        frags = {}
+        acc.event_fragments[key] = (acc.version, frags)
+    render = _data_serializer("get_events", revision, "event")
+    parts = []
+    for ev in records:
+        frag = frags.get(ev["id"])
+        if frag is None:
+            frag = _dumps(render(acc, ev, ctx)).replace(BASE, base)
+            frags[ev["id"]] = frag
+        parts.append(frag)
+    return "[" + ",".join(parts) + "]"
+
+
+def _included(
+    acc: Account, operation_id: str, revision: str, rtype: str, records: list[Record], ctx: Ctx
+) -> str | None:
+    """The ``included`` array of a compound document (None when nothing was asked to be included)."""
+    if not ctx.include:
+        return None
+    resources = registry.RESOURCES[revision]
+    primary, shape = resources[rtype], data_shape(operation_id, revision)
+    shapes = included_shapes(operation_id, revision)
+    inc_ctx = Ctx(fields=ctx.fields)
+    seen: set[tuple[str, str]] = set()
+    docs: list[Record] = []
+    for rec in records:
+        for name in sorted(ctx.include):
+            related_type, ids = related(acc, primary, shape, rec, name)
+            table = getattr(acc, resources[related_type].table) if ids else {}
+            for rid in ids:
+                if (related_type, rid) in seen or rid not in table:
+                    continue
+                seen.add((related_type, rid))
+                docs.append(
+                    serializer(resources[related_type], shapes[related_type])(acc, table[rid], inc_ctx)
+                )
+    return _dumps(docs)
 
 
 # --------------------------------------------------------------------------- the emulator
@@ -982,50 +757,15 @@ class Emulator:
                     records, nxt = page_events(acc, q)
                 else:
                     records, nxt = page_generic(acc, handler, q, parent)
-            except R.NotFound:
+            except NotFound:
                 raise not_found(f"A resource with id '{parent}' was not found.") from None
-            ctx = q.ctx
-            fast = op.operation_id == "get_events" and "event" not in ctx.fields
-            if fast:
-                # cache of each event's final JSON fragment (links already absolute) per base URL and
-                # per shape (attribution ids listed or not), dropped whenever the account changes
-                shape = (base, "attributions" in ctx.include)
-                version, frags = acc.event_fragments.get(shape, (None, {}))
-                if version != acc.version:
-                    frags = {}
-                    acc.event_fragments[shape] = (acc.version, frags)
-                parts = []
-                for ev in records:
-                    frag = frags.get(ev["id"])
-                    if frag is None:
-                        frag = json.dumps(R.ser_event(acc, ev, ctx), separators=(",", ":")).replace(
-                            R.BASE, base
-                        )
-                        frags[ev["id"]] = frag
-                    parts.append(frag)
-                data_json = "[" + ",".join(parts) + "]"
+            if op.operation_id == "get_events" and "event" not in q.ctx.fields:
+                data_json = _event_fragments(acc, records, q.ctx, base, revision)
             else:
-                docs = [handler.serializer(acc, r, ctx) for r in records]
-                if handler.single:
-                    data_json = json.dumps(docs[0], separators=(",", ":"))
-                else:
-                    data_json = json.dumps(docs, separators=(",", ":"))
-            included_json = None
-            if ctx.include:
-                seen: set[tuple[Any, str]] = set()
-                inc_docs: list[dict[str, Any]] = []
-                inc_ctx = R.Ctx(fields=ctx.fields)
-                for r in records:
-                    for name in sorted(ctx.include):
-                        fn = handler.includes.get(name)
-                        if fn is None:
-                            continue
-                        for ser, rec in fn(acc, r):
-                            key = (ser, rec["id"])  # a serializer makes one type: no need to build the doc
-                            if key not in seen:
-                                seen.add(key)
-                                inc_docs.append(ser(acc, rec, inc_ctx))
-                included_json = json.dumps(inc_docs, separators=(",", ":"))
+                render = _data_serializer(op.operation_id, revision, handler.resource)
+                docs = [render(acc, r, q.ctx) for r in records]
+                data_json = _dumps(docs[0] if handler.single else docs)
+            included_json = _included(acc, op.operation_id, revision, handler.resource, records, q.ctx)
         self_url = base + path[len("/api") :] + (("?" + raw_query) if raw_query else "")
         links: dict[str, Any] = {"self": self_url}
         if not handler.single:
@@ -1036,12 +776,12 @@ class Emulator:
                 np["page[cursor]"] = cursor
                 next_url = base + path[len("/api") :] + "?" + urlencode(np, quote_via=quote, safe="")
             links = {"self": self_url, "next": next_url, "prev": None}
-        body = '{"data":' + data_json + ',"links":' + json.dumps(links, separators=(",", ":"))
+        body = '{"data":' + data_json + ',"links":' + _dumps(links)
         if included_json is not None:
             body += ',"included":' + included_json
         body += "}"
-        if R.BASE in body:
-            body = body.replace(R.BASE, base)
+        if BASE in body:
+            body = body.replace(BASE, base)
         return body, len(records)
 
     def build_report(
@@ -1049,32 +789,10 @@ class Emulator:
     ) -> tuple[str, int]:
         """Validate a reporting request body and compute its (paged) results."""
         kind = REP.KINDS[op.operation_id]
-        for name in params:
-            if name not in op.query_params:
-                raise invalid(f"'{name}' is not a valid query parameter for this endpoint.", name)
-        fields: list[str] | None = None
-        fkey = f"fields[{kind.rtype}]"
-        if fkey in params:
-            fields = [v for v in params[fkey].split(",") if v]
-            bad = [v for v in fields if v not in op.fields.get(kind.rtype, frozenset())]
-            if bad:
-                raise invalid(f"'{bad[0]}' is not a valid field for the resource '{kind.rtype}'.", fkey)
-        offset = 0
-        if "page_cursor" in params:
-            try:
-                offset = int(_unb64(params["page_cursor"])["o"])
-                if offset < 0:
-                    raise ValueError(offset)
-            except Exception:
-                # Klaviyo's reporting cursors are not documented: answered like a bad page[cursor]
-                raise invalid_cursor() from None
-        try:
-            body = json.loads(raw_body.decode("utf-8")) if raw_body else None
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise HTTPError(
-                400,
-                error_body(400, "parse_error", "Malformed request.", "JSON parse error.", {"pointer": "/"}),
-            ) from None
+        _check_names(op, params)
+        fields = _report_fields(op, kind.rtype, params)
+        offset = _report_offset(params)
+        body = _json_body(raw_body)
         acc = self.account
         with acc.lock:
             try:
@@ -1103,6 +821,126 @@ class Emulator:
             "links": {"self": self_url, "next": next_url},
         }
         return json.dumps(doc, separators=(",", ":")), len(page)
+
+
+def _report_fields(op: Operation, rtype: str, params: dict[str, str]) -> list[str] | None:
+    fkey = f"fields[{rtype}]"
+    if fkey not in params:
+        return None
+    complaint = f"is not a valid field for the resource '{rtype}'."
+    return _listed(params[fkey], op.fields.get(rtype, frozenset()), fkey, complaint)
+
+
+def _report_offset(params: dict[str, str]) -> int:
+    if "page_cursor" not in params:
+        return 0
+    try:
+        offset = int(_unb64(params["page_cursor"])["o"])
+        if offset < 0:
+            raise ValueError(offset)
+    except Exception:
+        # Klaviyo's reporting cursors are not documented: answered like a bad page[cursor]
+        raise invalid_cursor() from None
+    return offset
+
+
+def _json_body(raw_body: bytes) -> Any:
+    try:
+        return json.loads(raw_body.decode("utf-8")) if raw_body else None
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise HTTPError(
+            400,
+            error_body(400, "parse_error", "Malformed request.", "JSON parse error.", {"pointer": "/"}),
+        ) from None
+
+
+@dataclass
+class _Exchange:
+    """One request as it goes through the checks, and what its log entry says about it."""
+
+    method: str
+    path: str
+    query: str
+    params: dict[str, str]
+    op_id: str | None = None
+    status: int = 500
+    records: int = 0
+    fault: str | None = None
+
+
+def _unauthenticated() -> HTTPError:
+    body = {
+        "errors": [
+            {
+                "id": str(uuid.uuid4()),
+                "status": 401,
+                "code": "not_authenticated",
+                "title": "Authentication credentials were not provided.",
+                "detail": "Missing or invalid private key.",
+                "source": {"pointer": "/data/"},
+            }
+        ]
+    }
+    return HTTPError(401, body)
+
+
+def _admit(
+    emu: Emulator, ex: _Exchange, auth: str, revision: str | None
+) -> tuple[Operation, str | None, str]:
+    """The operation, path id and revision of a request with a known path, a valid key, a revision
+    the operation exists in and the scopes it needs."""
+    cfg = emu.config
+    routed = emu.route(ex.path, ex.method)
+    if routed is None:
+        raise not_found(f"The path {ex.path} could not be found.")
+    ex.op_id = routed[0].operation_id
+    if auth != f"Klaviyo-API-Key {cfg.api_key}":
+        raise _unauthenticated()
+    if not revision:
+        detail = "Missing required header: 'revision'."
+        raise HTTPError(400, error_body(400, "invalid", "Invalid input.", detail, {"parameter": "revision"}))
+    # Observed by Klaviyo's own swift SDK team (klaviyo/klaviyo-swift-sdk#730): a revision the
+    # operation does not exist in (retired, unknown, or before the operation existed) gets 404
+    # "No valid revisions found for method". (Klaviyo's deprecation policy also allows 410 for
+    # retired revisions; the 404 is what was seen.)
+    routed = emu.route(ex.path, ex.method, revision) if revision in cfg.revisions else None
+    if routed is None:
+        raise not_found(f"No valid revisions found for method {ex.op_id} at revision {revision}.")
+    op, parent = routed
+    ex.op_id = op.operation_id
+    denied = [scope for scope in op.scopes if scope in cfg.denied_scopes]
+    if denied:
+        title = "You do not have permission to perform this action."
+        detail = f"This API key is missing required scopes: {denied[0]}."
+        raise HTTPError(403, error_body(403, "permission_denied", title, detail))
+    return op, parent, revision
+
+
+def _raise_fault(fault: Fault, cfg: EmulatorConfig, ex: _Exchange) -> None:
+    """Fail as an injected drop or status fault says (faults on the body are :func:`_tamper`'s)."""
+    if fault.drop:
+        ex.fault = "drop"
+        raise _Drop()
+    if fault.status is None:
+        return
+    ex.fault = f"status_{fault.status}"
+    if fault.status == 429:
+        ra = fault.retry_after if fault.retry_after is not None else cfg.fault_retry_after
+        raise HTTPError(429, throttled_body(ra), {"Retry-After": str(ra)})
+    if fault.status >= 500:
+        raise HTTPError(fault.status, server_error_body(fault.status))
+    raise HTTPError(fault.status, error_body(fault.status, "error", "Injected error.", "Injected error."))
+
+
+def _tamper(payload: bytes, fault: Fault, ex: _Exchange) -> bytes:
+    """A 200's body as an injected fault corrupts (truncates) or replaces it."""
+    if fault.bad_json:
+        ex.fault = "bad_json"
+        payload = payload[: max(12, len(payload) // 2)] if len(payload) > 24 else b'{"data":[{"type":'
+    if fault.body is not None:
+        ex.fault = "body"
+        payload = json.dumps(fault.body).encode()
+    return payload
 
 
 class _RequestHandler(BaseHTTPRequestHandler):
@@ -1168,127 +1006,36 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     def _handle(self, method: str, raw_body: bytes) -> None:
         emu = self.server.emulator
-        cfg = emu.config
         t0 = time.perf_counter()
         parts = urlsplit(self.path)
-        path = parts.path
-        params = dict(parse_qsl(parts.query, keep_blank_values=True))
-        op_id: str | None = None
-        status = 500
-        records = 0
-        fault_name: str | None = None
+        ex = _Exchange(method, parts.path, parts.query, dict(parse_qsl(parts.query, keep_blank_values=True)))
         response: tuple[int, bytes, dict[str, str]] | None
         try:
-            routed = emu.route(path, method)
-            if routed is None:
-                raise not_found(f"The path {path} could not be found.")
-            op, parent = routed
-            op_id = op.operation_id
-            auth = self.headers.get("Authorization", "")
-            if auth != f"Klaviyo-API-Key {cfg.api_key}":
-                body = {
-                    "errors": [
-                        {
-                            "id": str(uuid.uuid4()),
-                            "status": 401,
-                            "code": "not_authenticated",
-                            "title": "Authentication credentials were not provided.",
-                            "detail": "Missing or invalid private key.",
-                            "source": {"pointer": "/data/"},
-                        }
-                    ]
-                }
-                raise HTTPError(401, body)
-            revision = self.headers.get("revision")
-            if not revision:
-                raise HTTPError(
-                    400,
-                    error_body(
-                        400,
-                        "invalid",
-                        "Invalid input.",
-                        "Missing required header: 'revision'.",
-                        {"parameter": "revision"},
-                    ),
-                )
-            # Observed by Klaviyo's own swift SDK team (klaviyo/klaviyo-swift-sdk#730): a revision the
-            # operation does not exist in (retired, unknown, or before the operation existed) gets 404
-            # "No valid revisions found for method". (Klaviyo's deprecation policy also allows 410 for
-            # retired revisions; the 404 is what was seen.)
-            routed = emu.route(path, method, revision) if revision in cfg.revisions else None
-            if routed is None:
-                raise not_found(f"No valid revisions found for method {op_id} at revision {revision}.")
-            op, parent = routed
-            op_id = op.operation_id
-            for scope in op.scopes:
-                if scope in cfg.denied_scopes:
-                    raise HTTPError(
-                        403,
-                        error_body(
-                            403,
-                            "permission_denied",
-                            "You do not have permission to perform this action.",
-                            f"This API key is missing required scopes: {scope}.",
-                        ),
-                    )
-            decision = emu.rate_limiter.check(op_id, auth, op.rate_limits, cfg.rate_limit_scale)
-            if not decision.allowed:
-                raise HTTPError(
-                    429, throttled_body(decision.retry_after), {"Retry-After": str(decision.retry_after)}
-                )
-            fault = emu._pick_fault(RequestInfo(method, path, op_id, params, emu._next_index()))
-            if fault is not None:
-                if fault.drop:
-                    fault_name = "drop"
-                    status = 0
-                    raise _Drop()
-                if fault.status is not None:
-                    fault_name = f"status_{fault.status}"
-                    if fault.status == 429:
-                        ra = fault.retry_after if fault.retry_after is not None else cfg.fault_retry_after
-                        raise HTTPError(429, throttled_body(ra), {"Retry-After": str(ra)})
-                    if fault.status >= 500:
-                        raise HTTPError(fault.status, server_error_body(fault.status))
-                    raise HTTPError(
-                        fault.status, error_body(fault.status, "error", "Injected error.", "Injected error.")
-                    )
-            host = self.headers.get("Host") or f"{cfg.host}:{emu.port}"
-            base = (cfg.links_base_url or f"http://{host}/api").rstrip("/")
-            if method == "POST":
-                body_text, records = emu.build_report(op, params, raw_body, parts.query, path, base)
-            else:
-                body_text, records = emu.build_body(op, parent, params, parts.query, path, base, revision)
-            payload = body_text.encode()
-            if fault is not None and fault.bad_json:
-                fault_name = "bad_json"
-                payload = payload[: max(12, len(payload) // 2)] if len(payload) > 24 else b'{"data":[{"type":'
-            if fault is not None and fault.body is not None:
-                fault_name = "body"
-                payload = json.dumps(fault.body).encode()
-            headers = {}
-            if decision.limit:
-                headers = {
-                    "RateLimit-Limit": str(decision.limit),
-                    "RateLimit-Remaining": str(decision.remaining),
-                    "RateLimit-Reset": str(decision.reset),
-                }
-            status = 200
-            response = (200, payload, headers)
+            response = self._respond(ex, raw_body)
+            ex.status = 200
         except _Drop:
+            ex.status = 0
             response = None
         except HTTPError as exc:
-            status = exc.status
+            ex.status = exc.status
             response = (exc.status, json.dumps(exc.body).encode(), exc.headers)
         except Exception as exc:  # pragma: no cover - defensive
-            status = 500
+            ex.status = 500
             body = server_error_body(500)
             body["errors"][0]["detail"] = f"Emulator error: {exc!r}"
             response = (500, json.dumps(body).encode(), {})
-        self._sleep(records)
+        self._sleep(ex.records)
         # log before responding so a client that got its response always finds the entry
         emu._log(
             RequestLogEntry(
-                method, path, op_id, params, status, records, time.perf_counter() - t0, fault_name, self.path
+                method,
+                ex.path,
+                ex.op_id,
+                ex.params,
+                ex.status,
+                ex.records,
+                time.perf_counter() - t0,
+                ex.fault,
             )
         )
         if response is None:
@@ -1297,6 +1044,35 @@ class _RequestHandler(BaseHTTPRequestHandler):
                 self.connection.shutdown(socket.SHUT_RDWR)
             return
         self._send(*response)
+
+    def _respond(self, ex: _Exchange, raw_body: bytes) -> tuple[int, bytes, dict[str, str]]:
+        """The 200 of a request that passes every check (each failing check raises its error)."""
+        emu = self.server.emulator
+        cfg = emu.config
+        auth = self.headers.get("Authorization", "")
+        op, parent, revision = _admit(emu, ex, auth, self.headers.get("revision"))
+        decision = emu.rate_limiter.check(ex.op_id or "", auth, op.rate_limits, cfg.rate_limit_scale)
+        if not decision.allowed:
+            ra = decision.retry_after
+            raise HTTPError(429, throttled_body(ra), {"Retry-After": str(ra)})
+        fault = emu._pick_fault(RequestInfo(ex.method, ex.path, ex.op_id, ex.params, emu._next_index()))
+        if fault is not None:
+            _raise_fault(fault, cfg, ex)
+        host = self.headers.get("Host") or f"{cfg.host}:{emu.port}"
+        base = (cfg.links_base_url or f"http://{host}/api").rstrip("/")
+        if ex.method == "POST":
+            body_text, ex.records = emu.build_report(op, ex.params, raw_body, ex.query, ex.path, base)
+        else:
+            body_text, ex.records = emu.build_body(op, parent, ex.params, ex.query, ex.path, base, revision)
+        payload = body_text.encode() if fault is None else _tamper(body_text.encode(), fault, ex)
+        headers = {}
+        if decision.limit:
+            headers = {
+                "RateLimit-Limit": str(decision.limit),
+                "RateLimit-Remaining": str(decision.remaining),
+                "RateLimit-Reset": str(decision.reset),
+            }
+        return 200, payload, headers
 
     def _sleep(self, records: int) -> None:
         cfg = self.server.emulator.config

@@ -7,10 +7,9 @@ and scopes) is read from the spec here, so every endpoint behaves consistently.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -70,13 +69,6 @@ class Operation:
     rate_limits: tuple[RateLimit, ...]
     scopes: tuple[str, ...]
     response_schema_ref: str = ""
-    method: str = "GET"
-    request_schema_ref: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def has_cursor(self) -> bool:
-        return "page[cursor]" in self.query_params
 
 
 def _path_regex(path: str) -> re.Pattern[str]:
@@ -90,83 +82,79 @@ def _enum_of(schema: dict[str, Any]) -> list[Any]:
     return list(schema.get("enum", []))
 
 
-def _build_operation(path: str, op: dict[str, Any], method: str = "get") -> Operation:
-    query: dict[str, dict[str, Any]] = {}
-    required: set[str] = set()
-    page_size: tuple[int, int, int] | None = None
-    sort: tuple[str, ...] | None = None
-    fields: dict[str, frozenset[str]] = {}
-    include: frozenset[str] | None = None
-    additional: dict[str, frozenset[str]] = {}
-    for param in op.get("parameters", []):
-        if param.get("in") != "query":
-            continue
-        name = param["name"]
-        schema = param.get("schema", {})
-        query[name] = schema
-        if param.get("required"):
-            required.add(name)
-        if name == "page[size]":
-            page_size = (
-                int(schema.get("default", schema.get("maximum", 100))),
-                int(schema.get("minimum", 1)),
-                int(schema.get("maximum", 100)),
-            )
-        elif name == "sort":
-            sort = tuple(_enum_of(schema))
-        elif name == "include":
-            include = frozenset(_enum_of(schema))
-        elif name.startswith("fields["):
-            fields[name[7:-1]] = frozenset(_enum_of(schema))
-        elif name.startswith("additional-fields["):
-            additional[name[18:-1]] = frozenset(_enum_of(schema))
-    filters: dict[str, FilterField] = {}
+def _filter_field(name: str, spec: dict[str, Any], filter_example: str) -> FilterField:
+    """One field of ``x-klaviyo-filters``: its operators by value form and its value type."""
+    ops = spec.get("operators", {})
+    value = spec.get("value", {}) or {}
+    vtype = value.get("type", "")
+    if vtype == "string" and value.get("format") == "date-time":
+        vtype = "datetime"
+    enum = value.get("enum")
+    single_ops = set(ops.get("single", []))
+    if not single_ops and "equals" in ops.get("list", []) and f"equals({name},'" in filter_example:
+        # erratum: the operation's own filter example uses the single-value form, e.g.
+        # get_coupon_codes ``equals(coupon.id,'10OFF')``, although only list operators are declared.
+        single_ops.add("equals")
+    return FilterField(
+        name=name,
+        single=frozenset(single_ops),
+        list=frozenset(ops.get("list", [])),
+        none=frozenset(ops.get("none", [])),
+        value_type=vtype,
+        enum=tuple(enum) if enum else None,
+    )
+
+
+def _page_size(schema: dict[str, Any] | None) -> tuple[int, int, int] | None:
+    if schema is None:
+        return None
+    return (
+        int(schema.get("default", schema.get("maximum", 100))),
+        int(schema.get("minimum", 1)),
+        int(schema.get("maximum", 100)),
+    )
+
+
+def _enums(query: dict[str, dict[str, Any]], prefix: str) -> dict[str, frozenset[str]]:
+    """``{"profile": {...}}`` of parameters like ``fields[profile]`` (``prefix`` = ``"fields["``)."""
+    return {
+        name[len(prefix) : -1]: frozenset(_enum_of(schema))
+        for name, schema in query.items()
+        if name.startswith(prefix)
+    }
+
+
+def _response_ref(op: dict[str, Any]) -> str:
+    try:
+        return str(op["responses"]["200"]["content"]["application/vnd.api+json"]["schema"]["$ref"])
+    except KeyError:
+        return ""
+
+
+def _build_operation(path: str, op: dict[str, Any]) -> Operation:
+    params = [p for p in op.get("parameters", []) if p.get("in") == "query"]
+    query: dict[str, dict[str, Any]] = {p["name"]: p.get("schema", {}) for p in params}
     filter_example = str(query.get("filter", {}).get("example", ""))
-    for fname, spec in (op.get("x-klaviyo-filters") or {}).items():
-        ops = spec.get("operators", {})
-        value = spec.get("value", {}) or {}
-        vtype = value.get("type", "")
-        if vtype == "string" and value.get("format") == "date-time":
-            vtype = "datetime"
-        enum = value.get("enum")
-        single_ops = set(ops.get("single", []))
-        if not single_ops and "equals" in ops.get("list", []) and f"equals({fname},'" in filter_example:
-            # erratum: the operation's own filter example uses the single-value form, e.g.
-            # get_coupon_codes ``equals(coupon.id,'10OFF')``, although only list operators are declared.
-            single_ops.add("equals")
-        filters[fname] = FilterField(
-            name=fname,
-            single=frozenset(single_ops),
-            list=frozenset(ops.get("list", [])),
-            none=frozenset(ops.get("none", [])),
-            value_type=vtype,
-            enum=tuple(enum) if enum else None,
-        )
+    filters = {
+        name: _filter_field(name, spec, filter_example)
+        for name, spec in (op.get("x-klaviyo-filters") or {}).items()
+    }
     rl = op.get("x-klaviyo-ratelimit") or {}
-    limits = tuple(RateLimit.parse(rl[k]) for k in ("burst", "steady", "daily") if k in rl)
-    ref = ""
-    with contextlib.suppress(KeyError):
-        ref = op["responses"]["200"]["content"]["application/vnd.api+json"]["schema"]["$ref"]
-    request_ref = ""
-    with contextlib.suppress(KeyError):
-        request_ref = op["requestBody"]["content"]["application/vnd.api+json"]["schema"]["$ref"]
     return Operation(
         operation_id=op["operationId"],
         path=path,
         regex=_path_regex(path),
         query_params=query,
-        required_query=frozenset(required),
-        page_size=page_size,
-        sort=sort,
-        fields=fields,
-        include=include,
-        additional_fields=additional,
+        required_query=frozenset(p["name"] for p in params if p.get("required")),
+        page_size=_page_size(query.get("page[size]")),
+        sort=tuple(_enum_of(query["sort"])) if "sort" in query else None,
+        fields=_enums(query, "fields["),
+        include=frozenset(_enum_of(query["include"])) if "include" in query else None,
+        additional_fields=_enums(query, "additional-fields["),
         filters=filters,
-        rate_limits=limits,
+        rate_limits=tuple(RateLimit.parse(rl[k]) for k in ("burst", "steady", "daily") if k in rl),
         scopes=tuple(op.get("x-klaviyo-scopes", [])),
-        response_schema_ref=ref,
-        method=method.upper(),
-        request_schema_ref=request_ref,
+        response_schema_ref=_response_ref(op),
     )
 
 
@@ -190,11 +178,6 @@ def operations(revision: str = SPEC_REVISION) -> dict[str, Operation]:
     return table
 
 
-def operation_for_path(path: str, revision: str = SPEC_REVISION) -> dict[str, Operation]:
-    """Operations keyed by spec path template."""
-    return {op.path: op for op in operations(revision).values() if op.path == path}
-
-
 @cache
 def post_operations(revision: str = SPEC_REVISION) -> dict[str, Operation]:
     """All POST operations of the spec (the reporting endpoints), keyed by operationId."""
@@ -202,7 +185,7 @@ def post_operations(revision: str = SPEC_REVISION) -> dict[str, Operation]:
     for path, item in load_spec(revision)["paths"].items():
         op = item.get("post")
         if op:
-            built = _build_operation(path, op, "post")
+            built = _build_operation(path, op)
             table[built.operation_id] = built
     return table
 

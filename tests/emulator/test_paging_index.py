@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import pytest
 
 from klaviyo_emulator import Account, AccountSpec, Emulator, EmulatorConfig
+from klaviyo_emulator import handlers as H
 from klaviyo_emulator import server as S
 from klaviyo_emulator.account import fmt_dt
 
@@ -215,13 +216,13 @@ def test_index_built_once_per_version_and_rebuilt_after_a_change(monkeypatch: py
     acc = Account(SPEC)
     emu = _emu(acc)
     calls = {"members": 0}
-    real = S._Members.__call__
+    real = H.Members.__call__
 
-    def counting(self: S._Members, a: Account, pid: str | None) -> list[dict[str, Any]]:
+    def counting(self: H.Members, a: Account, pid: str | None) -> list[dict[str, Any]]:
         calls["members"] += 1
         return real(self, a, pid)
 
-    monkeypatch.setattr(S._Members, "__call__", counting)
+    monkeypatch.setattr(H.Members, "__call__", counting)
     monkeypatch.setattr(S, "INDEX_MIN_RECORDS", 1000)
     lid = acc.list_ids()[1]
     assert len(acc.list_members(lid)) >= 1000
