@@ -91,6 +91,7 @@ class RequestLogEntry:
     records: int
     elapsed_s: float
     fault: str | None = None
+    target: str = ""  # the request line's target as received: path and raw query string
 
 
 class _Drop(Exception):
@@ -1036,6 +1037,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
                 ex.records,
                 time.perf_counter() - t0,
                 ex.fault,
+                self.path,
             )
         )
         if response is None:
