@@ -274,6 +274,7 @@ def klaviyo_source(
         _report("campaign_values_report", client, catalog, conversion, start, end),
         _report("flow_values_report", client, catalog, conversion, start, end),
         _report("flow_series_report", client, catalog, conversion, start, end, window("date")),
+        _resource("accounts", _stream_rows, client, "accounts", None),
     ]
     for resource in optional:
         resource.selected = False

@@ -152,6 +152,8 @@ STREAMS: Dict[str, Stream] = {
     "coupon_codes": Stream("coupon_codes", ("id",)),
     "forms": Stream("forms", ("id",), cursor="updated_at", params={"sort": "updated_at"}),
     "images": Stream("images", ("id",), cursor="updated_at", params={"sort": "updated_at"}),
+    # the account itself: one row (timezone, currency, sender), read in one request each run
+    "accounts": Stream("accounts", ("id",)),
 }
 
 
@@ -467,6 +469,25 @@ _COLUMN_TYPES: Dict[str, Dict[str, TDataType]] = {
         "size": "bigint",
         "hidden": "bool",
         "updated_at": "timestamp",
+    },
+    "accounts": {
+        "id": "text",
+        "test_account": "bool",
+        "contact_information__default_sender_name": "text",
+        "contact_information__default_sender_email": "text",
+        "contact_information__website_url": "text",
+        "contact_information__organization_name": "text",
+        "contact_information__street_address__address1": "text",
+        "contact_information__street_address__address2": "text",
+        "contact_information__street_address__city": "text",
+        "contact_information__street_address__region": "text",
+        "contact_information__street_address__country": "text",
+        "contact_information__street_address__zip": "text",
+        "industry": "text",
+        "timezone": "text",
+        "preferred_currency": "text",
+        "public_api_key": "text",
+        "locale": "text",
     },
     "events": {
         "id": "text",
