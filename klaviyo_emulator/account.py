@@ -361,6 +361,9 @@ class Account:
         # everything below uses its own RNG so the entities above stay identical across versions
         self._generate_extras(start, end)
         self._compute_attributions()
+        from .more_data import seed  # reviews, custom objects, recipient estimations (own RNG)
+
+        seed(self)
 
     # ------------------------------------------------ catalog/coupons/forms/images
     def _generate_extras(self, start: datetime, end: datetime) -> None:
