@@ -58,6 +58,7 @@ from .client import (
     checked_api_key,
     interleave,
 )
+from .more_streams import more_data_resources
 from .settings import (
     CAMPAIGN_CHANNELS,
     COLUMN_TYPES,
@@ -275,6 +276,7 @@ def klaviyo_source(
         _report("flow_values_report", client, catalog, conversion, start, end),
         _report("flow_series_report", client, catalog, conversion, start, end, window("date")),
         _resource("accounts", _stream_rows, client, "accounts", None),
+        *more_data_resources(client, window),  # reviews, ...: klaviyo/more_streams.py
     ]
     for resource in optional:
         resource.selected = False

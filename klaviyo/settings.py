@@ -67,6 +67,7 @@ ENDPOINTS: Dict[str, Endpoint] = {
     "coupon_codes": Endpoint("coupon-codes", 100, 350, 3500, ("coupon-codes:read",)),
     "forms": Endpoint("forms", 100, 3, 60, ("forms:read",)),
     "images": Endpoint("images", 100, 10, 150, ("images:read",)),
+    "reviews": Endpoint("reviews", 100, 10, 150, ("reviews:read",)),
     # reporting API: also 225 a day, which Klaviyo enforces with a 429 of a very long Retry-After
     "campaign_values_report": Endpoint("campaign-values-reports", None, 1, 2, ("campaigns:read",)),
     "flow_values_report": Endpoint("flow-values-reports", None, 1, 2, ("flows:read",)),
@@ -154,6 +155,9 @@ STREAMS: Dict[str, Stream] = {
     "images": Stream("images", ("id",), cursor="updated_at", params={"sort": "updated_at"}),
     # the account itself: one row (timezone, currency, sender), read in one request each run
     "accounts": Stream("accounts", ("id",)),
+    # Klaviyo sorts reviews by `updated` but filters them only on `created`: read newest first and
+    # stop at the cursor (more_streams.review_rows), never with a filter on `updated`
+    "reviews": Stream("reviews", ("id",), cursor="updated", params={"sort": "-updated"}),
 }
 
 
@@ -488,6 +492,30 @@ _COLUMN_TYPES: Dict[str, Dict[str, TDataType]] = {
         "preferred_currency": "text",
         "public_api_key": "text",
         "locale": "text",
+    },
+    "reviews": {
+        "id": "text",
+        "email": "text",
+        "status__value": "text",
+        "status__rejection_reason": "json",
+        "verified": "bool",
+        "review_type": "text",
+        "created": "timestamp",
+        "updated": "timestamp",
+        "images": "json",
+        "product__url": "text",
+        "product__name": "text",
+        "product__image_url": "text",
+        "product__external_id": "text",
+        "rating": "bigint",
+        "author": "text",
+        "content": "text",
+        "title": "text",
+        "smart_quote": "text",
+        "public_reply__content": "text",
+        "public_reply__author": "text",
+        "public_reply__updated": "timestamp",
+        "item_id": "text",
     },
     "events": {
         "id": "text",

@@ -1,12 +1,13 @@
 """The account data beyond the original connector's tables: each table equals the emulator's account."""
 
+from datetime import timedelta
 from typing import Any, Dict, List
 
 import dlt
 
 from tests.helpers import source_for
 
-NEW_TABLES = ("accounts",)
+NEW_TABLES = ("accounts", "reviews")
 
 
 def rows(pipeline: dlt.Pipeline, table: str, order_by: str = "id") -> List[Dict[str, Any]]:
@@ -53,3 +54,71 @@ def test_accounts_table_is_the_account_the_key_belongs_to(emulator: Any, pipelin
         }
     ]
     assert [e.path.rstrip("/") for e in emulator.request_log] == ["/api/accounts"]
+
+
+def expected_review(review: Dict[str, Any]) -> Dict[str, Any]:
+    """A review of the emulator's account as its row (REVIEW_COLUMNS)."""
+    product = review["product"] or {}
+    reply = review["public_reply"] or {}
+    return {
+        "id": review["id"],
+        "status__value": review["status"],
+        "updated": review["updated"],
+        "created": review["created"],
+        "rating": review["rating"],
+        "content": review["content"],
+        "product__external_id": product.get("external_id"),
+        "public_reply__author": reply.get("author"),
+        "item_id": review["item_id"],
+        "extra_attributes": None,
+    }
+
+
+def loaded_reviews(pipeline: dlt.Pipeline) -> List[Dict[str, Any]]:
+    """The loaded reviews, in the columns `expected_review` gives."""
+    return [{name: row[name] for name in REVIEW_COLUMNS} for row in rows(pipeline, "reviews")]
+
+
+REVIEW_COLUMNS = (
+    "id",
+    "status__value",
+    "updated",
+    "created",
+    "rating",
+    "content",
+    "product__external_id",
+    "public_reply__author",
+    "item_id",
+    "extra_attributes",
+)
+
+
+def test_reviews_equal_the_account_and_an_unchanged_account_costs_one_request(
+    emulator: Any, pipeline: dlt.Pipeline
+) -> None:
+    account = emulator.account
+    expected = [expected_review(r) for _, r in sorted(account.reviews_by_id.items())]
+    pipeline.run(source_for(emulator).with_resources("reviews"))
+    assert loaded_reviews(pipeline) == expected
+    assert [e.path for e in emulator.request_log].count("/api/reviews") == 3  # 250 reviews, 100 a page
+
+    emulator.clear_log()
+    pipeline.run(source_for(emulator).with_resources("reviews"))
+    assert [e.path for e in emulator.request_log] == ["/api/reviews"]
+    assert loaded_reviews(pipeline) == expected
+
+
+def test_a_review_updated_since_the_last_run_is_merged_from_the_first_page(
+    emulator: Any, pipeline: dlt.Pipeline
+) -> None:
+    account = emulator.account
+    pipeline.run(source_for(emulator).with_resources("reviews"))
+    oldest = min(account.reviews_by_id.values(), key=lambda r: r["updated"])
+    with account.lock:
+        oldest["updated"] = account.now + timedelta(minutes=5)
+        oldest["content"] = "Edited after the first run"
+    account.bump()
+    emulator.clear_log()
+    pipeline.run(source_for(emulator).with_resources("reviews"))
+    assert [e.path for e in emulator.request_log] == ["/api/reviews"]
+    assert loaded_reviews(pipeline) == [expected_review(r) for _, r in sorted(account.reviews_by_id.items())]
