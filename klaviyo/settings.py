@@ -68,6 +68,8 @@ ENDPOINTS: Dict[str, Endpoint] = {
     "forms": Endpoint("forms", 100, 3, 60, ("forms:read",)),
     "images": Endpoint("images", 100, 10, 150, ("images:read",)),
     "reviews": Endpoint("reviews", 100, 10, 150, ("reviews:read",)),
+    "object_types": Endpoint("object-types", None, 3, 60, ("custom-objects:read",)),  # one page: no paging
+    "object_records": Endpoint("object-types/{id}/object-records", 100, 3, 60, ("custom-objects:read",)),
     # reporting API: also 225 a day, which Klaviyo enforces with a 429 of a very long Retry-After
     "campaign_values_report": Endpoint("campaign-values-reports", None, 1, 2, ("campaigns:read",)),
     "flow_values_report": Endpoint("flow-values-reports", None, 1, 2, ("flows:read",)),
@@ -158,6 +160,10 @@ STREAMS: Dict[str, Stream] = {
     # Klaviyo sorts reviews by `updated` but filters them only on `created`: read newest first and
     # stop at the cursor (more_streams.review_rows), never with a filter on `updated`
     "reviews": Stream("reviews", ("id",), cursor="updated", params={"sort": "-updated"}),
+    "custom_object_types": Stream("object_types", ("id",)),
+    # one table per object type (custom_object_<title>); records have no time, sort or filter: full
+    # snapshot each run
+    "custom_object_records": Stream("object_records", ("id",), write_disposition="replace"),
 }
 
 
@@ -517,6 +523,17 @@ _COLUMN_TYPES: Dict[str, Dict[str, TDataType]] = {
         "public_reply__updated": "timestamp",
         "item_id": "text",
     },
+    "custom_object_types": {
+        "id": "text",
+        "title": "text",
+        "description": "text",
+        "status": "text",
+        "namespace": "text",
+        "created_at": "timestamp",
+        "updated_at": "timestamp",
+    },
+    # `record_properties` follow the customer's own object schema: JSON, keys as Klaviyo sends them
+    "custom_object_records": {"id": "text", "object_type_id": "text", "record_properties": "json"},
     "events": {
         "id": "text",
         "datetime": "timestamp",

@@ -4,10 +4,11 @@ from datetime import timedelta
 from typing import Any, Dict, List
 
 import dlt
+from dlt.common import json
 
-from tests.helpers import source_for
+from tests.helpers import source_for, table_counts
 
-NEW_TABLES = ("accounts", "reviews")
+NEW_TABLES = ("accounts", "reviews", "custom_object_types", "custom_object_records")
 
 
 def rows(pipeline: dlt.Pipeline, table: str, order_by: str = "id") -> List[Dict[str, Any]]:
@@ -122,3 +123,38 @@ def test_a_review_updated_since_the_last_run_is_merged_from_the_first_page(
     pipeline.run(source_for(emulator).with_resources("reviews"))
     assert [e.path for e in emulator.request_log] == ["/api/reviews"]
     assert loaded_reviews(pipeline) == [expected_review(r) for _, r in sorted(account.reviews_by_id.items())]
+
+
+def test_custom_object_types_and_one_table_of_records_per_type_equal_the_account(
+    emulator: Any, pipeline: dlt.Pipeline
+) -> None:
+    account = emulator.account
+    pipeline.run(source_for(emulator).with_resources("custom_object_types", "custom_object_records"))
+    assert [
+        (t["id"], t["title"], t["namespace"], t["updated_at"]) for t in rows(pipeline, "custom_object_types")
+    ] == [
+        (t["id"], t["title"], t["namespace"], t["updated_at"])
+        for _, t in sorted(account.object_types_by_id.items())
+    ]
+    tables = {"Vehicle": "custom_object_vehicle", "Loyalty Membership": "custom_object_loyalty_membership"}
+    for type_id, records in account.object_records_by_type.items():
+        table = tables[account.object_types_by_id[type_id]["title"]]
+        assert [
+            (r["id"], r["object_type_id"], json.loads(r["record_properties"])) for r in rows(pipeline, table)
+        ] == [(rid, type_id, record["record_properties"]) for rid, record in sorted(records.items())]
+    assert "custom_object_records" not in table_counts(pipeline)
+
+
+def test_a_custom_object_record_deleted_in_klaviyo_leaves_its_table(
+    emulator: Any, pipeline: dlt.Pipeline
+) -> None:
+    account = emulator.account
+    vehicles = next(t for t, o in account.object_types_by_id.items() if o["title"] == "Vehicle")
+    pipeline.run(source_for(emulator).with_resources("custom_object_records"))
+    with account.lock:
+        gone = sorted(account.object_records_by_type[vehicles])[0]
+        del account.object_records_by_type[vehicles][gone]
+    account.bump()
+    pipeline.run(source_for(emulator).with_resources("custom_object_records"))
+    ids = [r["id"] for r in rows(pipeline, "custom_object_vehicle")]
+    assert gone not in ids and ids == sorted(account.object_records_by_type[vehicles])
