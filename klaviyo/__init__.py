@@ -276,7 +276,7 @@ def klaviyo_source(
         _report("flow_values_report", client, catalog, conversion, start, end),
         _report("flow_series_report", client, catalog, conversion, start, end, window("date")),
         _resource("accounts", _stream_rows, client, "accounts", None),
-        *more_data_resources(client, window, workers),  # reviews, ...: klaviyo/more_streams.py
+        *more_data_resources(client, window, workers, campaigns),  # klaviyo/more_streams.py
     ]
     for resource in optional:
         resource.selected = False

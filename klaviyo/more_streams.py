@@ -1,5 +1,6 @@
-"""Streams that need more than a row of settings: reviews (incremental without a server-side filter),
-the records of each custom object type (one table per type).
+"""Streams that need more than a row of settings: campaign recipient estimations (one request per
+campaign), reviews (incremental without a server-side filter), the records of each custom object
+type (one table per type).
 
 Registered in `klaviyo_source` by `more_data_resources`.
 """
@@ -8,21 +9,33 @@ import functools
 from typing import Any, Callable, Dict, Iterator, List
 
 import dlt
+import pyarrow as pa
+from dlt.common import logger
 from dlt.common.typing import TDataItem
 from dlt.extract.incremental import Incremental
 from dlt.sources import DltResource
 
-from .client import KlaviyoClient, interleave
-from .settings import STREAMS
+from .client import KlaviyoClient, KlaviyoNotFound, interleave
+from .settings import COLUMN_TYPES, STREAMS, TABLE_COLUMNS
 
 
 def more_data_resources(
-    client: KlaviyoClient, window: Callable[[str], Incremental[Any]], workers: int
+    client: KlaviyoClient, window: Callable[[str], Incremental[Any]], workers: int, campaigns: DltResource
 ) -> List[DltResource]:
     """The opt-in tables of the account data beyond the original connector's (see README)."""
-    from . import _resource, _stream_rows  # the package's factory; the package imports this module
+    from . import _as_tables, _resource, _stream_rows  # the package's factory; it imports this module
 
+    estimations = dlt.transformer(
+        recipient_estimation_rows,
+        data_from=campaigns,
+        name="campaign_recipient_estimations",
+        primary_key="id",
+        write_disposition="merge",
+        columns=TABLE_COLUMNS["campaign_recipient_estimations"],
+        parallelized=True,
+    )(client, workers)
     return [
+        _as_tables(estimations, COLUMN_TYPES["campaign_recipient_estimations"]),
         _resource("reviews", review_rows, client, window("updated")),
         _resource("custom_object_types", _stream_rows, client, "custom_object_types", None),
         _resource("custom_object_records", custom_object_record_rows, client, workers),
@@ -81,3 +94,25 @@ def object_tables(types: List[Dict[str, Any]]) -> Dict[str, str]:
     names = {t["id"]: "custom_object_" + metric_table_name(str(t.get("title") or t["id"])) for t in types}
     shared = {name for name in names.values() if list(names.values()).count(name) > 1}
     return {tid: f"{name}_{tid.lower()}" if name in shared else name for tid, name in names.items()}
+
+
+def recipient_estimation_rows(
+    campaigns: List[TDataItem], client: KlaviyoClient, workers: int
+) -> Iterator[TDataItem]:
+    """The recipient estimate of each campaign this run loaded (new or updated campaigns)."""
+    from . import _read
+
+    if isinstance(campaigns, pa.Table):
+        campaign_ids = campaigns.column("id").to_pylist()
+    elif isinstance(campaigns, list):
+        campaign_ids = [row["id"] for row in campaigns]
+    else:  # dlt's marker that materializes the parent's empty table
+        return
+
+    def estimate(campaign_id: str) -> Iterator[TDataItem]:
+        try:
+            yield from _read(client, STREAMS["campaign_recipient_estimations"], path_id=campaign_id)
+        except KlaviyoNotFound:  # deleted since, or never estimated
+            logger.info(f"campaign {campaign_id} has no recipient estimation; skipped")
+
+    yield from interleave([functools.partial(estimate, c) for c in campaign_ids], workers)

@@ -68,6 +68,9 @@ ENDPOINTS: Dict[str, Endpoint] = {
     "forms": Endpoint("forms", 100, 3, 60, ("forms:read",)),
     "images": Endpoint("images", 100, 10, 150, ("images:read",)),
     "reviews": Endpoint("reviews", 100, 10, 150, ("reviews:read",)),
+    "campaign_recipient_estimations": Endpoint(
+        "campaign-recipient-estimations/{id}", None, 10, 150, ("campaigns:read",)
+    ),
     "object_types": Endpoint("object-types", None, 3, 60, ("custom-objects:read",)),  # one page: no paging
     "object_records": Endpoint("object-types/{id}/object-records", 100, 3, 60, ("custom-objects:read",)),
     # reporting API: also 225 a day, which Klaviyo enforces with a 429 of a very long Retry-After
@@ -160,6 +163,8 @@ STREAMS: Dict[str, Stream] = {
     # Klaviyo sorts reviews by `updated` but filters them only on `created`: read newest first and
     # stop at the cursor (more_streams.review_rows), never with a filter on `updated`
     "reviews": Stream("reviews", ("id",), cursor="updated", params={"sort": "-updated"}),
+    # one per campaign (`id` is the campaign's), for the campaigns loaded in the run
+    "campaign_recipient_estimations": Stream("campaign_recipient_estimations", ("id",)),
     "custom_object_types": Stream("object_types", ("id",)),
     # one table per object type (custom_object_<title>); records have no time, sort or filter: full
     # snapshot each run
@@ -523,6 +528,7 @@ _COLUMN_TYPES: Dict[str, Dict[str, TDataType]] = {
         "public_reply__updated": "timestamp",
         "item_id": "text",
     },
+    "campaign_recipient_estimations": {"id": "text", "estimated_recipient_count": "bigint"},
     "custom_object_types": {
         "id": "text",
         "title": "text",

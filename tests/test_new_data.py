@@ -8,7 +8,13 @@ from dlt.common import json
 
 from tests.helpers import source_for, table_counts
 
-NEW_TABLES = ("accounts", "reviews", "custom_object_types", "custom_object_records")
+NEW_TABLES = (
+    "accounts",
+    "campaign_recipient_estimations",
+    "reviews",
+    "custom_object_types",
+    "custom_object_records",
+)
 
 
 def rows(pipeline: dlt.Pipeline, table: str, order_by: str = "id") -> List[Dict[str, Any]]:
@@ -158,3 +164,36 @@ def test_a_custom_object_record_deleted_in_klaviyo_leaves_its_table(
     pipeline.run(source_for(emulator).with_resources("custom_object_records"))
     ids = [r["id"] for r in rows(pipeline, "custom_object_vehicle")]
     assert gone not in ids and ids == sorted(account.object_records_by_type[vehicles])
+
+
+def test_recipient_estimations_of_the_campaigns_loaded_equal_the_account(
+    emulator: Any, pipeline: dlt.Pipeline
+) -> None:
+    account = emulator.account
+    pipeline.run(source_for(emulator).with_resources("campaigns", "campaign_recipient_estimations"))
+    loaded = {
+        r["id"]: r["estimated_recipient_count"] for r in rows(pipeline, "campaign_recipient_estimations")
+    }
+    assert loaded == {
+        cid: e["estimated_recipient_count"] for cid, e in account.recipient_estimations_by_id.items()
+    }
+    assert len(loaded) == len(account.campaigns_by_id)
+
+
+def test_recipient_estimations_are_read_again_only_for_campaigns_updated_since_the_last_run(
+    emulator: Any, pipeline: dlt.Pipeline
+) -> None:
+    account = emulator.account
+    pipeline.run(source_for(emulator).with_resources("campaigns", "campaign_recipient_estimations"))
+    campaign = account.campaigns("email")[0]["id"]
+    account.update_campaign(campaign, at=account.now + timedelta(minutes=5))
+    with account.lock:
+        account.recipient_estimations_by_id[campaign]["estimated_recipient_count"] = 12345
+    emulator.clear_log()
+    pipeline.run(source_for(emulator).with_resources("campaigns", "campaign_recipient_estimations"))
+    asked = [e.path for e in emulator.request_log if "recipient-estimations" in e.path]
+    assert asked == [f"/api/campaign-recipient-estimations/{campaign}"]
+    loaded = {
+        r["id"]: r["estimated_recipient_count"] for r in rows(pipeline, "campaign_recipient_estimations")
+    }
+    assert loaded[campaign] == 12345 and len(loaded) == len(account.campaigns_by_id)
