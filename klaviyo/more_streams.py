@@ -1,4 +1,5 @@
-"""Streams that need more than a row of settings: campaign recipient estimations (one request per
+"""Streams that need more than a row of settings: profiles with predictive analytics (a lower rate
+tier), campaign recipient estimations (one request per
 campaign), reviews (incremental without a server-side filter), the records of each custom object
 type (one table per type).
 
@@ -6,6 +7,7 @@ Registered in `klaviyo_source` by `more_data_resources`.
 """
 
 import functools
+from dataclasses import replace
 from typing import Any, Callable, Dict, Iterator, List
 
 import dlt
@@ -15,8 +17,14 @@ from dlt.common.typing import TDataItem
 from dlt.extract.incremental import Incremental
 from dlt.sources import DltResource
 
-from .client import KlaviyoClient, KlaviyoNotFound, interleave
-from .settings import COLUMN_TYPES, STREAMS, TABLE_COLUMNS
+from .client import KlaviyoClient, KlaviyoNotFound, RateLimiter, RetryPolicy, interleave
+from .settings import (
+    COLUMN_TYPES,
+    PREDICTIVE_ANALYTICS_COLUMNS,
+    PREDICTIVE_ANALYTICS_TIER,
+    STREAMS,
+    TABLE_COLUMNS,
+)
 
 
 def more_data_resources(
@@ -116,3 +124,31 @@ def recipient_estimation_rows(
             logger.info(f"campaign {campaign_id} has no recipient estimation; skipped")
 
     yield from interleave([functools.partial(estimate, c) for c in campaign_ids], workers)
+
+
+def profiles_with_predictive_analytics(
+    api_key: str, base_url: str, revision: str, retry: RetryPolicy, cursor: Incremental[Any], workers: int
+) -> DltResource:
+    """The profiles table with each profile's `predictive_analytics` (CLV, churn, next order).
+
+    Klaviyo serves these at 10/s and 150/min instead of 75/s and 750/min, so the table reads through
+    a client of its own whose profiles limiter has that tier (global_exclusions keeps the full one).
+    """
+    from . import _read_split, _resource
+
+    client = KlaviyoClient(api_key, base_url, revision, retry)
+    tier = PREDICTIVE_ANALYTICS_TIER
+    client.limiters[tier.path] = RateLimiter(tier.burst_per_second, tier.steady_per_minute)
+    fields = f"{STREAMS['profiles'].params['additional-fields[profile]']},predictive_analytics"
+    stream = replace(
+        STREAMS["profiles"], params={**STREAMS["profiles"].params, "additional-fields[profile]": fields}
+    )
+
+    def profile_rows(client: KlaviyoClient, cursor: Incremental[Any], workers: int) -> Iterator[TDataItem]:
+        yield dlt.mark.materialize_table_schema()
+        yield from _read_split(client, stream, cursor, workers)
+
+    columns = {**COLUMN_TYPES["profiles"], **PREDICTIVE_ANALYTICS_COLUMNS}
+    resource = _resource("profiles", profile_rows, client, cursor, workers, column_types=columns)
+    resource.apply_hints(columns={name: {"data_type": t} for name, t in PREDICTIVE_ANALYTICS_COLUMNS.items()})
+    return resource

@@ -79,6 +79,10 @@ ENDPOINTS: Dict[str, Endpoint] = {
     "flow_series_report": Endpoint("flow-series-reports", None, 1, 2, ("flows:read",)),
 }
 
+# `additional-fields[profile]=predictive_analytics` puts GET /api/profiles on a lower tier of its own
+# (the spec's get_profiles description): the profiles table reads at it only when asked for
+PREDICTIVE_ANALYTICS_TIER = Endpoint("profiles", 100, 10, 150, ("profiles:read",))
+
 
 @dataclass(frozen=True)
 class Stream:
@@ -329,6 +333,24 @@ _SUBSCRIPTION_COLUMNS: Dict[str, TDataType] = {
     f"subscriptions__{group}__{name}": data_type
     for group, fields in _SUBSCRIPTION_FIELDS.items()
     for name, data_type in fields.items()
+}
+# `predictive_analytics` (opt-in, see PREDICTIVE_ANALYTICS_TIER): the spec's PredictiveAnalytics
+PREDICTIVE_ANALYTICS_COLUMNS: Dict[str, TDataType] = {
+    **{
+        f"predictive_analytics__{name}": "double"
+        for name in (
+            "historic_clv",
+            "predicted_clv",
+            "total_clv",
+            "historic_number_of_orders",
+            "predicted_number_of_orders",
+            "average_days_between_orders",
+            "average_order_value",
+            "churn_probability",
+        )
+    },
+    "predictive_analytics__expected_date_of_next_order": "timestamp",
+    "predictive_analytics__ranked_channel_affinity": "json",
 }
 _COLUMN_TYPES: Dict[str, Dict[str, TDataType]] = {
     "profiles": {**_PROFILE_COLUMNS, **_SUBSCRIPTION_COLUMNS},

@@ -197,3 +197,53 @@ def test_recipient_estimations_are_read_again_only_for_campaigns_updated_since_t
         r["id"]: r["estimated_recipient_count"] for r in rows(pipeline, "campaign_recipient_estimations")
     }
     assert loaded[campaign] == 12345 and len(loaded) == len(account.campaigns_by_id)
+
+
+PREDICTIVE = (
+    "historic_clv",
+    "predicted_clv",
+    "total_clv",
+    "historic_number_of_orders",
+    "predicted_number_of_orders",
+    "average_days_between_orders",
+    "average_order_value",
+    "churn_probability",
+    "expected_date_of_next_order",
+    "ranked_channel_affinity",
+)
+
+
+def test_profiles_carry_no_predictive_analytics_unless_asked_for(
+    emulator: Any, pipeline: dlt.Pipeline
+) -> None:
+    pipeline.run(source_for(emulator).with_resources("profiles"))
+    asked = {
+        e.query.get("additional-fields[profile]") for e in emulator.request_log if e.path == "/api/profiles"
+    }
+    assert asked == {"subscriptions"}
+    assert not [name for name in rows(pipeline, "profiles")[0] if name.startswith("predictive")]
+
+
+def test_profiles_with_predictive_analytics_equal_the_account(emulator: Any, pipeline: dlt.Pipeline) -> None:
+    from klaviyo_emulator.resources import _predictive
+
+    account = emulator.account
+    pipeline.run(source_for(emulator, predictive_analytics=True).with_resources("profiles"))
+    loaded = {
+        r["id"]: tuple(r[f"predictive_analytics__{name}"] for name in PREDICTIVE)
+        for r in rows(pipeline, "profiles")
+    }
+    assert loaded == {pid: tuple(_predictive(p).values()) for pid, p in account.profiles_by_id.items()}
+    assert tuple(_predictive(next(iter(account.profiles_by_id.values())))) == PREDICTIVE
+
+
+def test_profiles_with_predictive_analytics_are_read_within_their_lower_tier(
+    emulator: Any, pipeline: dlt.Pipeline
+) -> None:
+    """Klaviyo allows 10 such requests a second (75 without): the emulator enforces the tier."""
+    emulator.account.add_profiles(1500)  # 17 pages, read by 4 workers
+    emulator.config.rate_limit_scale = 1.0
+    pipeline.run(source_for(emulator, predictive_analytics=True).with_resources("profiles"))
+    statuses = [e.status for e in emulator.request_log if e.path == "/api/profiles"]
+    assert len(statuses) >= 17 and set(statuses) == {200}
+    assert table_counts(pipeline)["profiles"] == len(emulator.account.profiles_by_id)
