@@ -1,13 +1,14 @@
 """Streams that need more than a row of settings: profiles with predictive analytics (a lower rate
-tier), campaign recipient estimations (one request per
-campaign), reviews (incremental without a server-side filter), the records of each custom object
-type (one table per type).
+tier), each list's and segment's profile count (one request each), campaign recipient estimations
+(one request per campaign), reviews (incremental without a server-side filter), the records of
+each custom object type (one table per type).
 
 Registered in `klaviyo_source` by `more_data_resources`.
 """
 
 import functools
 from dataclasses import replace
+from datetime import datetime, timezone
 from typing import Any, Callable, Dict, Iterator, List
 
 import dlt
@@ -44,6 +45,15 @@ def more_data_resources(
     )(client, workers)
     return [
         _as_tables(estimations, COLUMN_TYPES["campaign_recipient_estimations"]),
+        _resource("list_profile_counts", profile_count_rows, client, "list_profile_counts", "lists", workers),
+        _resource(
+            "segment_profile_counts",
+            profile_count_rows,
+            client,
+            "segment_profile_counts",
+            "segments",
+            workers,
+        ),
         _resource("reviews", review_rows, client, window("updated")),
         _resource("custom_object_types", _stream_rows, client, "custom_object_types", None),
         _resource("custom_object_records", custom_object_record_rows, client, workers),
@@ -152,3 +162,21 @@ def profiles_with_predictive_analytics(
     resource = _resource("profiles", profile_rows, client, cursor, workers, column_types=columns)
     resource.apply_hints(columns={name: {"data_type": t} for name, t in PREDICTIVE_ANALYTICS_COLUMNS.items()})
     return resource
+
+
+def profile_count_rows(client: KlaviyoClient, table: str, parents: str, workers: int) -> Iterator[TDataItem]:
+    """Each list's (segment's) `profile_count` now: one request per list, at Klaviyo's 1/s, 15/min."""
+    from . import _read
+
+    yield dlt.mark.materialize_table_schema()
+    kind = parents[:-1]
+    ids = [item["id"] for page in client.paginate(parents, {f"fields[{kind}]": "name"}) for item in page.data]
+    counted_at = datetime.now(timezone.utc)
+
+    def count(parent_id: str) -> Iterator[TDataItem]:
+        try:
+            yield from _read(client, STREAMS[table], path_id=parent_id, columns={"counted_at": counted_at})
+        except KlaviyoNotFound:
+            logger.info(f"{kind} {parent_id} was deleted while counting; skipped")
+
+    yield from interleave([functools.partial(count, i) for i in ids], workers)

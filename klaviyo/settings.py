@@ -68,6 +68,9 @@ ENDPOINTS: Dict[str, Endpoint] = {
     "forms": Endpoint("forms", 100, 3, 60, ("forms:read",)),
     "images": Endpoint("images", 100, 10, 150, ("images:read",)),
     "reviews": Endpoint("reviews", 100, 10, 150, ("reviews:read",)),
+    # one list (segment), read only with `additional-fields[...]=profile_count`, whose tier this is
+    "list": Endpoint("lists/{id}", None, 1, 15, ("lists:read",)),
+    "segment": Endpoint("segments/{id}", None, 1, 15, ("segments:read",)),
     "campaign_recipient_estimations": Endpoint(
         "campaign-recipient-estimations/{id}", None, 10, 150, ("campaigns:read",)
     ),
@@ -169,6 +172,16 @@ STREAMS: Dict[str, Stream] = {
     "reviews": Stream("reviews", ("id",), cursor="updated", params={"sort": "-updated"}),
     # one per campaign (`id` is the campaign's), for the campaigns loaded in the run
     "campaign_recipient_estimations": Stream("campaign_recipient_estimations", ("id",)),
+    # Klaviyo gives `profile_count` only one list (segment) per request, at 1/s and 15/min, and it
+    # changes without `updated`: its own opt-in tables, every list (segment) each run
+    "list_profile_counts": Stream(
+        "list", ("id",), params={"additional-fields[list]": "profile_count", "fields[list]": "profile_count"}
+    ),
+    "segment_profile_counts": Stream(
+        "segment",
+        ("id",),
+        params={"additional-fields[segment]": "profile_count", "fields[segment]": "profile_count"},
+    ),
     "custom_object_types": Stream("object_types", ("id",)),
     # one table per object type (custom_object_<title>); records have no time, sort or filter: full
     # snapshot each run
@@ -551,6 +564,8 @@ _COLUMN_TYPES: Dict[str, Dict[str, TDataType]] = {
         "item_id": "text",
     },
     "campaign_recipient_estimations": {"id": "text", "estimated_recipient_count": "bigint"},
+    "list_profile_counts": {"id": "text", "profile_count": "bigint", "counted_at": "timestamp"},
+    "segment_profile_counts": {"id": "text", "profile_count": "bigint", "counted_at": "timestamp"},
     "custom_object_types": {
         "id": "text",
         "title": "text",

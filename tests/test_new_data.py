@@ -11,6 +11,8 @@ from tests.helpers import source_for, table_counts
 NEW_TABLES = (
     "accounts",
     "campaign_recipient_estimations",
+    "list_profile_counts",
+    "segment_profile_counts",
     "reviews",
     "custom_object_types",
     "custom_object_records",
@@ -247,3 +249,39 @@ def test_profiles_with_predictive_analytics_are_read_within_their_lower_tier(
     statuses = [e.status for e in emulator.request_log if e.path == "/api/profiles"]
     assert len(statuses) >= 17 and set(statuses) == {200}
     assert table_counts(pipeline)["profiles"] == len(emulator.account.profiles_by_id)
+
+
+def test_each_lists_and_segments_profile_count_equals_the_account(
+    emulator: Any, pipeline: dlt.Pipeline
+) -> None:
+    account = emulator.account
+    pipeline.run(source_for(emulator).with_resources("list_profile_counts", "segment_profile_counts"))
+    lists = {r["id"]: r["profile_count"] for r in rows(pipeline, "list_profile_counts")}
+    segments = {r["id"]: r["profile_count"] for r in rows(pipeline, "segment_profile_counts")}
+    assert lists == {lid: len(account.list_members(lid)) for lid in account.list_ids()}
+    assert segments == {sid: len(account.segment_members(sid)) for sid in account.segment_ids()}
+    assert all(r["counted_at"] is not None for r in rows(pipeline, "list_profile_counts"))
+
+
+def test_a_profile_count_follows_a_member_leaving_though_the_list_is_not_updated(
+    emulator: Any, pipeline: dlt.Pipeline
+) -> None:
+    account = emulator.account
+    pipeline.run(source_for(emulator).with_resources("lists", "list_profile_counts"))
+    list_id = max(account.list_ids(), key=lambda lid: len(account.list_members(lid)))
+    before = len(account.list_members(list_id))
+    with account.lock:  # a member leaves; the list's own `updated` stays as it was
+        account.lists_by_id[list_id]["members"].pop(next(iter(account.list_members(list_id))))
+    account.bump()
+    emulator.clear_log()
+    pipeline.run(source_for(emulator).with_resources("lists", "list_profile_counts"))
+    counts = {r["id"]: r["profile_count"] for r in rows(pipeline, "list_profile_counts")}
+    assert counts[list_id] == len(account.list_members(list_id)) == before - 1
+    single = [e.path for e in emulator.request_log if e.operation_id == "get_list"]
+    assert sorted(single) == sorted(f"/api/lists/{lid}" for lid in account.list_ids())
+
+
+def test_the_lists_table_never_asks_for_profile_count(emulator: Any, pipeline: dlt.Pipeline) -> None:
+    pipeline.run(source_for(emulator).with_resources("lists", "list_members"))
+    assert not [e for e in emulator.request_log if "additional-fields[list]" in e.query]
+    assert "profile_count" not in rows(pipeline, "lists")[0]
