@@ -3,7 +3,7 @@ tier), each list's and segment's profile count (one request each), campaign reci
 (one request per campaign), reviews (incremental without a server-side filter), the records of
 each custom object type (one table per type).
 
-Registered in `klaviyo_source` by `more_data_resources`.
+Registered in `klaviyo_source` by `more_data_resources` and `profiles_with_predictive_analytics`.
 """
 
 import functools

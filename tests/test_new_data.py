@@ -117,6 +117,15 @@ def test_reviews_equal_the_account_and_an_unchanged_account_costs_one_request(
     assert loaded_reviews(pipeline) == expected
 
 
+def test_reviews_from_a_start_date_stop_reading_at_it(emulator: Any, pipeline: dlt.Pipeline) -> None:
+    account = emulator.account
+    newest = sorted(account.reviews_by_id.values(), key=lambda r: r["updated"], reverse=True)
+    start = newest[49]["updated"]  # the 50 newest reviews lie on the first page
+    pipeline.run(source_for(emulator, start_date=start.isoformat()).with_resources("reviews"))
+    assert {r["id"] for r in rows(pipeline, "reviews")} == {r["id"] for r in newest if r["updated"] >= start}
+    assert [e.path for e in emulator.request_log] == ["/api/reviews"]
+
+
 def test_a_review_updated_since_the_last_run_is_merged_from_the_first_page(
     emulator: Any, pipeline: dlt.Pipeline
 ) -> None:
