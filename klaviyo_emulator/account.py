@@ -365,6 +365,9 @@ class Account:
         from .push_tokens import seed_push_tokens  # here: it imports this module (through resources)
 
         seed_push_tokens(self)
+        from .more_data import seed  # reviews, custom objects, recipient estimations (own RNG)
+
+        seed(self)
 
     # ------------------------------------------------ catalog/coupons/forms/images
     def _generate_extras(self, start: datetime, end: datetime) -> None:
