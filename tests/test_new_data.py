@@ -212,6 +212,24 @@ def test_recipient_estimations_are_read_again_only_for_campaigns_updated_since_t
     assert loaded[campaign] == 12345 and len(loaded) == len(account.campaigns_by_id)
 
 
+def test_a_campaign_without_a_recipient_estimation_is_skipped(emulator: Any, pipeline: dlt.Pipeline) -> None:
+    account = emulator.account
+    gone = sorted(account.recipient_estimations_by_id)[0]
+    with account.lock:  # Klaviyo answers 404 for a campaign it has no estimate of
+        del account.recipient_estimations_by_id[gone]
+    account.bump()
+    pipeline.run(source_for(emulator).with_resources("campaigns", "campaign_recipient_estimations"))
+    loaded = {
+        r["id"]: r["estimated_recipient_count"] for r in rows(pipeline, "campaign_recipient_estimations")
+    }
+    assert loaded == {
+        cid: e["estimated_recipient_count"] for cid, e in account.recipient_estimations_by_id.items()
+    }
+    assert gone in account.campaigns_by_id and gone not in loaded
+    answered = [e.status for e in emulator.request_log if e.path.endswith(f"recipient-estimations/{gone}")]
+    assert answered == [404]
+
+
 PREDICTIVE = (
     "historic_clv",
     "predicted_clv",
