@@ -17,7 +17,7 @@ from typing import (
     Optional,
     Tuple,
 )
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import requests
 from dlt.common import json, logger  # dlt's json is orjson: pages of 1,000 events parse faster
@@ -225,13 +225,18 @@ class KlaviyoAdapter(HTTPAdapter):
         base = urlsplit(self.base_url)
         self._origin = (base.scheme, base.netloc)
         self._base_path = base.path.rstrip("/")
-        self._routes = [(_compile_template(e.path), e) for e in ENDPOINTS.values()]
+        # a lower tier's row first: it matches only requests that ask for its `additional-fields`
+        self._routes = sorted(
+            ((_compile_template(e.path), name, e) for name, e in ENDPOINTS.items()),
+            key=lambda r: not r[2].tier,
+        )
         self._limiters = limiters
 
     def __repr__(self) -> str:  # keeps the key out of any repr that dlt or a traceback prints
         return f"KlaviyoAdapter(base_url={self.base_url!r})"
 
-    def endpoint_for(self, url: str, request_method: str = "GET") -> Tuple[str, Endpoint]:
+    def endpoint_for(self, url: str, request_method: str = "GET") -> Tuple[str, str, Endpoint]:
+        """The request described for messages, and the row of ENDPOINTS whose limits it counts on."""
         parts = urlsplit(url)
         if (parts.scheme, parts.netloc) != self._origin or not parts.path.startswith(self._base_path):
             # never send the key anywhere but the configured API
@@ -240,15 +245,16 @@ class KlaviyoAdapter(HTTPAdapter):
                 f" it is not under base_url {self.base_url}"
             )
         relative = parts.path[len(self._base_path) :].strip("/")
-        for pattern, endpoint in self._routes:
-            if pattern.match(relative):
-                return f"{request_method} /{relative}", endpoint
+        query = parse_qs(parts.query)
+        for pattern, name, endpoint in self._routes:
+            if pattern.match(relative) and _asks_for(query, endpoint.tier):
+                return f"{request_method} /{relative}", name, endpoint
         raise KlaviyoError(f"No rate limit is known for {parts.path}; add it to settings.ENDPOINTS")
 
     def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
-        described, endpoint = self.endpoint_for(request.url or "", request.method or "GET")
+        described, name, endpoint = self.endpoint_for(request.url or "", request.method or "GET")
         request.headers["Authorization"] = self._authorization
-        limiter = self._limiters[endpoint.path]
+        limiter = self._limiters[name]
         self.stats.add(requests=1, limiter_wait=limiter.acquire())
         try:
             response = super().send(request, *args, **kwargs)
@@ -293,6 +299,14 @@ class KlaviyoAdapter(HTTPAdapter):
         self.stats.add(retried=1)
         logger.warning(f"{described}: {problem}; dlt's retrying session tries again (runtime.request_*)")
         return _TryAgain(f"{described}: {problem}", response=response)
+
+
+def _asks_for(query: Mapping[str, List[str]], tier: Optional[Tuple[str, str]]) -> bool:
+    """Whether a request's query asks for what puts it on this tier (no tier: every request)."""
+    if tier is None:
+        return True
+    parameter, value = tier
+    return any(value in given.split(",") for given in query.get(parameter, ()))
 
 
 def _connection_problem(exc: BaseException) -> Tuple[str, bool]:
@@ -427,10 +441,10 @@ class KlaviyoClient:
         self.revision = revision
         self._retry = retry or RetryPolicy.from_dlt_config()
         self.stats = RequestStats(parent=PROCESS_STATS)
-        # one limiter per endpoint, shared by every thread's session
+        # one limiter per row of ENDPOINTS (an endpoint, or a lower tier of it), shared by every thread
         self.limiters = {
-            e.path: RateLimiter(_scaled(e.burst_per_second), _scaled(e.steady_per_minute))
-            for e in ENDPOINTS.values()
+            name: RateLimiter(_scaled(e.burst_per_second), _scaled(e.steady_per_minute))
+            for name, e in ENDPOINTS.items()
         }
         self._adapter = KlaviyoAdapter(
             api_key, self.base_url, revision, self._retry.max_retry_after, self.stats, self.limiters

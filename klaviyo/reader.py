@@ -22,9 +22,10 @@ from typing import (
     TypeVar,
 )
 
+from dlt.common import logger
 from dlt.common.typing import TDataItem
 
-from .client import KlaviyoClient
+from .client import KlaviyoClient, KlaviyoNotFound
 from .settings import ENDPOINTS, Stream
 from .tables import PAGE_READS
 
@@ -106,6 +107,14 @@ class Reader:
                 yield _within_unfiltered_bounds(stream, query, rows)
                 if _past_the_start(stream, query, rows):
                     return  # newest first: the rest is older than the lower bound
+
+    def pages_unless_gone(self, query: Query) -> Iterator[List[TDataItem]]:
+        """Like `pages`, but none where the path's object is gone (HTTP 404: deleted since it was
+        listed, or a campaign without a recipient estimation): one parent does not fail the table."""
+        try:
+            yield from self.pages(query)
+        except KlaviyoNotFound:
+            logger.info(f"{query.stream.endpoint} of {query.path_id}: not found (HTTP 404); skipped")
 
     def read_split(self, query: Query) -> Iterator[List[TDataItem]]:
         """Like `pages`, but a range longer than a couple of pages is read in windows, in parallel.

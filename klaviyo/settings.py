@@ -34,6 +34,8 @@ class Endpoint:
     burst_per_second: int
     steady_per_minute: int
     scopes: Tuple[str, ...] = ()  # the API key's read scopes this operation needs (`x-klaviyo-scopes`)
+    # (query parameter, value) of a lower tier: the limits of requests whose parameter lists the value
+    tier: Optional[Tuple[str, str]] = None
 
 
 ENDPOINTS: Dict[str, Endpoint] = {
@@ -68,6 +70,23 @@ ENDPOINTS: Dict[str, Endpoint] = {
     "forms": Endpoint("forms", 100, 3, 60, ("forms:read",)),
     "images": Endpoint("images", 100, 10, 150, ("images:read",)),
     "push_tokens": Endpoint("push-tokens", 100, 10, 150, ("profiles:read", "push-tokens:read")),
+    "reviews": Endpoint("reviews", 100, 10, 150, ("reviews:read",)),
+    "campaign_recipient_estimations": Endpoint(
+        "campaign-recipient-estimations/{id}", None, 10, 150, ("campaigns:read",)
+    ),
+    "object_types": Endpoint("object-types", None, 3, 60, ("custom-objects:read",)),  # one page: no paging
+    "object_records": Endpoint("object-types/{id}/object-records", 100, 3, 60, ("custom-objects:read",)),
+    # lower tiers Klaviyo applies to a request asking for these `additional-fields` (the spec's
+    # descriptions); the client's limiter picks them by the request's query
+    "profiles_predictive_analytics": Endpoint(
+        "profiles", 100, 10, 150, ("profiles:read",), ("additional-fields[profile]", "predictive_analytics")
+    ),
+    "list_profile_count": Endpoint(
+        "lists/{id}", None, 1, 15, ("lists:read",), ("additional-fields[list]", "profile_count")
+    ),
+    "segment_profile_count": Endpoint(
+        "segments/{id}", None, 1, 15, ("segments:read",), ("additional-fields[segment]", "profile_count")
+    ),
     # reporting API: also 225 a day, which Klaviyo enforces with a 429 of a very long Retry-After
     "campaign_values_report": Endpoint("campaign-values-reports", None, 1, 2, ("campaigns:read",)),
     "flow_values_report": Endpoint("flow-values-reports", None, 1, 2, ("flows:read",)),
@@ -147,6 +166,19 @@ STREAMS: Dict[str, Stream] = {
     "campaign_values_report": Stream("campaign_values_report", ("campaign_id", "campaign_message_id", "send_channel")),
     "flow_values_report": Stream("flow_values_report", ("flow_id", "flow_message_id", "send_channel")),
     "flow_series_report": Stream("flow_series_report", ("date", "flow_id", "flow_message_id", "send_channel"), "date"),
+    # the account itself: one row (timezone, currency, sender)
+    "accounts": Stream("accounts"),
+    # Klaviyo sorts reviews by `updated` but filters them only on `created`: newest first, down to the cursor
+    "reviews": Stream("reviews", cursor="updated", cursor_filter=(None, None), descending=True),
+    # one per campaign this run loads; `id` is the campaign's
+    "campaign_recipient_estimations": Stream("campaign_recipient_estimations", parent="campaigns"),
+    # Klaviyo gives `profile_count` only one list (segment) per request, at its own tier, and it
+    # changes without `updated`: every list (segment) each run (klaviyo/more_streams.py)
+    "list_profile_counts": Stream("list_profile_count", params={"additional-fields[list]": "profile_count", "fields[list]": "profile_count"}),
+    "segment_profile_counts": Stream("segment_profile_count", params={"additional-fields[segment]": "profile_count", "fields[segment]": "profile_count"}),
+    "custom_object_types": Stream("object_types"),
+    # one table per object type (custom_object_<title>); records have no time, sort or filter
+    "custom_object_records": Stream("object_records", write_disposition="replace"),
 }
 # fmt: on
 
@@ -308,6 +340,24 @@ _CATALOG: Dict[str, TDataType] = {
     "created": "timestamp",
     "updated": "timestamp",
 }
+# `predictive_analytics` (opt-in, see ENDPOINTS['profiles_predictive_analytics']): the spec's PredictiveAnalytics
+PREDICTIVE_ANALYTICS_COLUMNS: Dict[str, TDataType] = {
+    **{
+        f"predictive_analytics__{name}": "double"
+        for name in (
+            "historic_clv",
+            "predicted_clv",
+            "total_clv",
+            "historic_number_of_orders",
+            "predicted_number_of_orders",
+            "average_days_between_orders",
+            "average_order_value",
+            "churn_probability",
+        )
+    },
+    "predictive_analytics__expected_date_of_next_order": "timestamp",
+    "predictive_analytics__ranked_channel_affinity": "json",
+}
 _COLUMN_TYPES: Dict[str, Dict[str, TDataType]] = {
     "profiles": {**_PROFILE_COLUMNS, **_SUBSCRIPTION_COLUMNS},
     "global_exclusions": {
@@ -463,6 +513,67 @@ _COLUMN_TYPES: Dict[str, Dict[str, TDataType]] = {
         },
         "profile_id": "text",
     },
+    "accounts": {
+        "id": "text",
+        "test_account": "bool",
+        "contact_information__default_sender_name": "text",
+        "contact_information__default_sender_email": "text",
+        "contact_information__website_url": "text",
+        "contact_information__organization_name": "text",
+        "contact_information__street_address__address1": "text",
+        "contact_information__street_address__address2": "text",
+        "contact_information__street_address__city": "text",
+        "contact_information__street_address__region": "text",
+        "contact_information__street_address__country": "text",
+        "contact_information__street_address__zip": "text",
+        "industry": "text",
+        "timezone": "text",
+        "preferred_currency": "text",
+        "public_api_key": "text",
+        "locale": "text",
+    },
+    "reviews": {
+        "id": "text",
+        "email": "text",
+        "status__value": "text",
+        "status__rejection_reason": "json",
+        "verified": "bool",
+        "review_type": "text",
+        "created": "timestamp",
+        "updated": "timestamp",
+        "images": "json",
+        "product__url": "text",
+        "product__name": "text",
+        "product__image_url": "text",
+        "product__external_id": "text",
+        "rating": "bigint",
+        "author": "text",
+        "content": "text",
+        "title": "text",
+        "smart_quote": "text",
+        "public_reply__content": "text",
+        "public_reply__author": "text",
+        "public_reply__updated": "timestamp",
+        "item_id": "text",
+    },
+    "campaign_recipient_estimations": {
+        "id": "text",
+        "estimated_recipient_count": "bigint",
+        "campaign_id": "text",
+    },
+    "list_profile_counts": {"id": "text", "profile_count": "bigint", "counted_at": "timestamp"},
+    "segment_profile_counts": {"id": "text", "profile_count": "bigint", "counted_at": "timestamp"},
+    "custom_object_types": {
+        "id": "text",
+        "title": "text",
+        "description": "text",
+        "status": "text",
+        "namespace": "text",
+        "created_at": "timestamp",
+        "updated_at": "timestamp",
+    },
+    # `record_properties` follow the customer's own object schema: JSON, keys as Klaviyo sends them
+    "custom_object_records": {"id": "text", "object_type_id": "text", "record_properties": "json"},
     "events": {
         "id": "text",
         "datetime": "timestamp",

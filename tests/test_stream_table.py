@@ -71,11 +71,24 @@ def spec_operation(endpoint_name: str) -> Dict[str, Any]:
     return SPEC["paths"]["/api/" + endpoint.path][method]
 
 
+def tier_limits(operation: Dict[str, Any], tier: Tuple[str, str]) -> Dict[str, str]:
+    """The lower limits the operation's description gives requests with `parameter=value`."""
+    parameter, value = tier
+    found = re.search(
+        rf"when using the `{re.escape(parameter)}={value}` parameter.*?Burst: `(\S+)`.*?Steady: `(\S+)`",
+        operation["description"],
+    )
+    assert found, f"the spec gives {parameter}={value} no tier of its own"
+    return {"burst": found[1], "steady": found[2]}
+
+
 @pytest.mark.parametrize("name", list(ENDPOINTS))
 def test_an_endpoints_page_size_and_rate_limits_are_klaviyos(name: str) -> None:
     endpoint, operation = ENDPOINTS[name], spec_operation(name)
     page_sizes = [p["schema"].get("maximum") for p in operation["parameters"] if p["name"] == "page[size]"]
-    limits = operation["x-klaviyo-ratelimit"]
+    limits = (
+        operation["x-klaviyo-ratelimit"] if endpoint.tier is None else tier_limits(operation, endpoint.tier)
+    )
 
     assert endpoint.page_size == (page_sizes[0] if page_sizes else None)
     assert (f"{endpoint.burst_per_second}/s", f"{endpoint.steady_per_minute}/m") == (
