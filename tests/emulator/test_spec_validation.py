@@ -21,6 +21,7 @@ def _ids(shared_emu: Emulator) -> dict[str, str]:
         "campaign": acc.campaigns("email")[0]["id"],
         "flow": flow["id"],
         "action": action["id"],
+        "object_type": next(iter(acc.object_types_by_id)),
     }
 
 
@@ -60,6 +61,16 @@ PATHS = [
     "/tags",
     "/tags?include=tag-group",
     "/tag-groups",
+    "/reviews",
+    "/reviews?sort=-updated&page[size]=100",
+    "/reviews?filter=greater-or-equal(created,2025-01-01T00:00:00%2B00:00)&sort=created",
+    "/reviews?include=events",
+    "/segments/{segment}",
+    "/segments/{segment}?additional-fields[segment]=profile_count",
+    "/segments/{segment}?include=tags,flow-triggers",
+    "/object-types",
+    "/object-types/{object_type}/object-records?page[size]=100",
+    "/campaign-recipient-estimations/{campaign}",
 ]
 
 
