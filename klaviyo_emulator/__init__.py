@@ -1,7 +1,8 @@
 """A faithful local emulator of Klaviyo's JSON:API (revisions 2026-07-15 and 2026-10-15), for tests and benchmarks.
 
 Validation (allowed query parameters, ``page[size]`` bounds, sort/fields/include/additional-fields
-enums, filter fields and operators, rate limits, scopes) is driven from Klaviyo's official OpenAPI
+enums, filter fields and operators, rate limits with the lower tiers an operation's description gives
+some parameter values, e.g. ``additional-fields[list]=profile_count``, scopes) is driven from Klaviyo's official OpenAPI
 spec of each revision, shipped next to this file: ``openapi-2026-07-15-subset.json`` — a trimmed
 copy of ``openapi/stable.json`` from github.com/klaviyo/openapi at commit
 f0a30ba41254904dc410d84ca497df68f8872276 (info.version 2026-07-15) — and
@@ -15,7 +16,8 @@ resource. Only what Klaviyo computes (subscriptions, definitions, counts...) is 
 
 Layout: ``store`` (the account's tables, clock, RNG, ids), one module per domain (``events``:
 account record, metrics, events, attributions; ``profiles``: profiles, lists, segments;
-``messaging``: tags, templates, campaigns, flows; ``catalog``: catalog, coupons, forms, images),
+``messaging``: tags, templates, campaigns, flows; ``catalog``: catalog, coupons, forms, images;
+``push_tokens``, ``reviews``, ``custom_objects``, ``recipient_estimations``),
 each with its seeding, its :class:`jsonapi.Resource` rows (where records live, what is computed)
 and its :class:`handlers.Handler` rows (operationId -> resource type, record source, filter/sort
 getter); ``registry`` lists the domains and the seeding order; ``account`` is the public account

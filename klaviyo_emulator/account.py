@@ -148,6 +148,23 @@ class Account(Store):
         with self.lock:
             return [dict(i) for i in self.images_by_id.values()]
 
+    def reviews(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [dict(r) for r in self.reviews_by_id.values()]
+
+    def object_types(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [dict(t) for t in self.object_types_by_id.values()]
+
+    def object_records(self, object_type_id: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return [dict(r) for r in self.object_records_by_type[object_type_id].values()]
+
+    def recipient_estimation(self, campaign_id: str) -> int:
+        """The ``estimated_recipient_count`` of a campaign."""
+        with self.lock:
+            return int(self.recipient_estimations_by_id[campaign_id]["estimated_recipient_count"])
+
     def campaign_values(
         self,
         statistics: list[str],
@@ -261,6 +278,19 @@ class Account(Store):
             p["consent_timestamp"] = at or self.now
             p["updated"] = at or self.now
             self._bump()
+
+    def delete_profile(self, profile_id: str) -> None:
+        """Delete a profile: it leaves every list and segment and is no longer listed (events stay)."""
+        with self.lock:
+            profiles.delete_profile(self, profile_id)
+            self._bump()
+
+    def add_lists(self, count: int, members_each: int) -> list[str]:
+        """Add ``count`` lists (``Bench00``...) of ``members_each`` of the account's profiles in turn."""
+        with self.lock:
+            ids = profiles.add_lists(self, count, members_each)
+            self._bump()
+            return ids
 
     def delete_list(self, list_id: str) -> None:
         with self.lock:

@@ -118,6 +118,39 @@ def seed_profiles(acc: Store) -> None:
             suppress(p, acc.rng.choice(SUPPRESSION_REASONS), acc.rand_dt(p["created"], end), touch=False)
 
 
+def delete_profile(acc: Store, profile_id: str) -> None:
+    """Delete a profile as Klaviyo's deletion request does: it leaves every list and segment (whose
+    ``updated`` moves to now), its push tokens go, and it is no longer listed. Its events stay."""
+    del acc.profiles_by_id[profile_id]
+    for group in (*acc.lists_by_id.values(), *acc.segments_by_id.values()):
+        if group["members"].pop(profile_id, None) is not None:
+            group["updated"] = acc.now
+    for token_id in [t for t, token in acc.push_tokens_by_id.items() if token["profile_id"] == profile_id]:
+        del acc.push_tokens_by_id[token_id]
+
+
+def add_lists(acc: Store, count: int, members_each: int) -> list[str]:
+    """Add ``count`` lists ``Bench00``, ``Bench01``, ... of ``members_each`` members each (the account's
+    profiles in turn, joined a minute apart from a year ago), e.g. for benchmarks of large lists."""
+    profile_ids = sorted(acc.profiles_by_id)
+    start = acc.now - timedelta(days=365)
+    ids = []
+    for n in range(count):
+        list_id = f"Bench{n:02d}"
+        chosen = [profile_ids[(n * members_each + i) % len(profile_ids)] for i in range(members_each)]
+        acc.lists_by_id[list_id] = {
+            "id": list_id,
+            "name": f"Benchmark list {n + 1}",
+            "created": start,
+            "updated": acc.now,
+            "opt_in_process": "single_opt_in",
+            "members": {pid: start + timedelta(seconds=i * 60) for i, pid in enumerate(chosen)},
+            "tag_ids": [],
+        }
+        ids.append(list_id)
+    return ids
+
+
 def _members(acc: Store, pids: list[str], since: datetime) -> dict[str, datetime]:
     return {pid: acc.rand_dt(max(since, acc.profiles_by_id[pid]["created"]), acc.spec.end) for pid in pids}
 
@@ -287,7 +320,7 @@ RESOURCES = [
     Resource(
         "segment",
         "segments_by_id",
-        computed={"definition": _segment_definition},
+        computed={"definition": _segment_definition, "profile_count": lambda acc, seg: len(seg["members"])},
         to_many={"tags": "tag_ids", "flow-triggers": _no_ids},
     ),
 ]
@@ -299,6 +332,7 @@ HANDLERS = {
     "get_profiles_for_list": Handler("profile", Members("lists_by_id"), get_profile_field),
     "get_profile_ids_for_list": Handler("profile", Members("lists_by_id"), get_profile_field),
     "get_segments": Handler("segment", All("segments_by_id")),
+    "get_segment": Handler("segment", one("segments_by_id"), single=True),
     "get_profiles_for_segment": Handler("profile", Members("segments_by_id"), get_profile_field),
     "get_profile_ids_for_segment": Handler("profile", Members("segments_by_id"), get_profile_field),
 }

@@ -14,13 +14,31 @@ from __future__ import annotations
 from collections.abc import Callable
 from types import ModuleType
 
-from . import catalog, events, messaging, profiles, push_tokens
+from . import (
+    catalog,
+    custom_objects,
+    events,
+    messaging,
+    profiles,
+    push_tokens,
+    recipient_estimations,
+    reviews,
+)
 from .handlers import Handler
 from .jsonapi import Resource
 from .spec import REVISIONS
 from .store import Store
 
-DOMAINS: tuple[ModuleType, ...] = (events, profiles, messaging, catalog, push_tokens)
+DOMAINS: tuple[ModuleType, ...] = (
+    events,
+    profiles,
+    messaging,
+    catalog,
+    push_tokens,
+    reviews,
+    custom_objects,
+    recipient_estimations,
+)
 
 # The built-in domains seed in this order: it fixes the draws of the account's RNG, hence every id and
 # value of an account of a given seed.

@@ -1053,7 +1053,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
         cfg = emu.config
         auth = self.headers.get("Authorization", "")
         op, parent, revision = _admit(emu, ex, auth, self.headers.get("revision"))
-        decision = emu.rate_limiter.check(ex.op_id or "", auth, op.rate_limits, cfg.rate_limit_scale)
+        bucket, limits = op.limits_for(ex.params)  # some parameter values have a lower tier of their own
+        decision = emu.rate_limiter.check(bucket, auth, limits, cfg.rate_limit_scale)
         if not decision.allowed:
             ra = decision.retry_after
             raise HTTPError(429, throttled_body(ra), {"Retry-After": str(ra)})

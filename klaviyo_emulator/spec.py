@@ -69,6 +69,32 @@ class Operation:
     rate_limits: tuple[RateLimit, ...]
     scopes: tuple[str, ...]
     response_schema_ref: str = ""
+    # (parameter, value, limits): a lower tier for requests that send ``value`` in ``parameter``
+    parameter_tiers: tuple[tuple[str, str, tuple[RateLimit, ...]], ...] = ()
+
+    def limits_for(self, params: dict[str, str]) -> tuple[str, tuple[RateLimit, ...]]:
+        """The rate-limit bucket and limits of a request: the operation's own, or the first lower tier
+        whose parameter value it sends (counted in a bucket of its own, e.g. ``get_list+profile_count``)."""
+        for name, value, limits in self.parameter_tiers:
+            if value in params.get(name, "").split(","):
+                return f"{self.operation_id}+{value}", limits
+        return self.operation_id, self.rate_limits
+
+
+# The spec states these tiers only in an operation's description, e.g. get_profiles: "Rate limits when
+# using the `additional-fields[profile]=predictive_analytics` parameter in your API request:<br>Burst:
+# `10/s`<br>Steady: `150/m`" (get_list/get_segment: profile_count at 1/s and 15/m)
+_TIER = re.compile(
+    r"Rate limits when using the `([^`=]+)=([^`]+)` parameter in your API request:<br>"
+    r"Burst: `(\d+/\w)`<br>Steady: `(\d+/\w)`"
+)
+
+
+def _parameter_tiers(description: str) -> tuple[tuple[str, str, tuple[RateLimit, ...]], ...]:
+    return tuple(
+        (name, value, (RateLimit.parse(burst), RateLimit.parse(steady)))
+        for name, value, burst, steady in _TIER.findall(description)
+    )
 
 
 def _path_regex(path: str) -> re.Pattern[str]:
@@ -155,6 +181,7 @@ def _build_operation(path: str, op: dict[str, Any]) -> Operation:
         rate_limits=tuple(RateLimit.parse(rl[k]) for k in ("burst", "steady", "daily") if k in rl),
         scopes=tuple(op.get("x-klaviyo-scopes", [])),
         response_schema_ref=_response_ref(op),
+        parameter_tiers=_parameter_tiers(str(op.get("description", ""))),
     )
 
 

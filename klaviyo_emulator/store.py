@@ -103,6 +103,10 @@ class Store:
         self.form_versions_by_id: Table = {}
         self.images_by_id: Table = {}
         self.push_tokens_by_id: Table = {}
+        self.reviews_by_id: Table = {}
+        self.object_types_by_id: Table = {}
+        self.object_records_by_type: dict[str, Table] = {}  # object type id -> its records by id
+        self.recipient_estimations_by_id: Table = {}  # campaign id -> its recipient estimation
         self.flow_action_seq = 81234560
         self._used_ids: set[str] = set()
 

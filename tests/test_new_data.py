@@ -256,7 +256,7 @@ def test_profiles_carry_no_predictive_analytics_unless_asked_for(
 
 
 def test_profiles_with_predictive_analytics_equal_the_account(emulator: Any, pipeline: dlt.Pipeline) -> None:
-    from klaviyo_emulator.resources import _predictive
+    from klaviyo_emulator.profiles import predictive_analytics
 
     account = emulator.account
     pipeline.run(source_for(emulator, predictive_analytics=True).with_resources("profiles"))
@@ -264,8 +264,10 @@ def test_profiles_with_predictive_analytics_equal_the_account(emulator: Any, pip
         r["id"]: tuple(r[f"predictive_analytics__{name}"] for name in PREDICTIVE)
         for r in rows(pipeline, "profiles")
     }
-    assert loaded == {pid: tuple(_predictive(p).values()) for pid, p in account.profiles_by_id.items()}
-    assert tuple(_predictive(next(iter(account.profiles_by_id.values())))) == PREDICTIVE
+    assert loaded == {
+        pid: tuple(predictive_analytics(account, p).values()) for pid, p in account.profiles_by_id.items()
+    }
+    assert tuple(predictive_analytics(account, next(iter(account.profiles_by_id.values())))) == PREDICTIVE
 
 
 def test_profiles_with_predictive_analytics_are_read_within_their_lower_tier(
