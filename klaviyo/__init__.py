@@ -33,7 +33,6 @@ from typing import (
     Mapping,
     Optional,
     Sequence,
-    Set,
     Tuple,
 )
 from urllib.parse import urlsplit
@@ -41,7 +40,6 @@ from urllib.parse import urlsplit
 import dlt
 import pyarrow as pa
 from anyascii import anyascii
-from dlt.common import json as dlt_json
 from dlt.common import logger
 from dlt.common.schema.typing import TColumnSchema, TWriteDispositionConfig
 from dlt.common.time import ensure_pendulum_datetime
@@ -52,12 +50,15 @@ from dlt.sources import DltResource
 from .client import (
     KlaviyoClient,
     KlaviyoError,
-    KlaviyoNotFound,
     KlaviyoQuotaExhausted,
     RetryPolicy,
     checked_api_key,
     interleave,
 )
+from .membership import checked_options as checked_membership_options
+from .membership import column_hints as member_column_hints
+from .membership import column_types as member_column_types
+from .membership import member_rows
 from .settings import (
     CAMPAIGN_CHANNELS,
     COLUMN_TYPES,
@@ -70,7 +71,6 @@ from .settings import (
     DEFAULT_WORKERS,
     ENDPOINTS,
     KLAVIYO_INTEGRATION_KEY,
-    MEMBER_IDS_ENDPOINTS,
     METRIC_TABLES,
     REPORT_MAX_DAYS,
     REPORT_STATISTICS,
@@ -129,8 +129,9 @@ def klaviyo_source(
     max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
     workers: int = DEFAULT_WORKERS,
     conversion_metric: str = DEFAULT_CONVERSION_METRIC,
-    membership: str = "snapshot",
+    membership: str = "incremental",
     conversion_metric_id: Optional[str] = None,
+    removed_members: str = "drop",
 ) -> List[DltResource]:
     """Klaviyo account data, one resource per table.
 
@@ -162,9 +163,12 @@ def klaviyo_source(
             one with the most recent event is used (then Klaviyo's own, then the smallest id), and
             a warning says which.
         conversion_metric_id: The id of the conversion metric, to choose it instead.
-        membership: "snapshot" (default) replaces list_members and segment_members each run;
-            "incremental" adds new joins and marks members who left with `removed_at` (it reads
-            the table back from the destination, so it needs a SQL destination).
+        membership: "incremental" (default) loads list_members and segment_members as they change:
+            new joins, and the members who left, found from each list's member count (see the
+            README for the requests it costs); "snapshot" reads every member every run.
+        removed_members: What happens to the row of a member who left a list (segment): "drop"
+            (default) deletes it; "mark" keeps it with `removed_at` (and `deleted_at` where the
+            person was deleted from Klaviyo).
         workers: Requests each table may have in flight at once. Klaviyo's per-endpoint rate limits
             are enforced on our side whatever this is, so raising it does not cause 429s.
 
@@ -197,8 +201,7 @@ def klaviyo_source(
         raise ValueError(f"lookback_seconds={lookback_seconds!r} must be a number of seconds >= 0.")
     if not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers={workers!r} must be a whole number >= 1.")
-    if membership not in ("snapshot", "incremental"):
-        raise ValueError(f"membership={membership!r} must be 'snapshot' or 'incremental'.")
+    checked_membership_options(membership, removed_members)
     client = KlaviyoClient(api_key, base_url, revision, RetryPolicy.from_dlt_config(max_retry_after))
     extra_tables = metric_tables_for(extra_metrics)
     metric_tables = {**METRIC_TABLES, **extra_tables}
@@ -233,7 +236,7 @@ def klaviyo_source(
         _resource("profiles", _stream_rows, client, "profiles", window("updated", lookback_seconds), workers),
         _resource("global_exclusions", _global_exclusion_rows, client),
         _resource("lists", _stream_rows, client, "lists", window("updated")),
-        _members("list_members", client, workers, membership),
+        _members("list_members", client, workers, membership, removed_members),
         campaigns,
         _resource("metrics", _stream_rows, client, "metrics", None),
     ]
@@ -256,7 +259,7 @@ def klaviyo_source(
     optional = [
         _resource("events", _stream_rows, client, "events", window("datetime", lookback_seconds), workers),
         _resource("segments", _stream_rows, client, "segments", window("updated")),
-        _members("segment_members", client, workers, membership),
+        _members("segment_members", client, workers, membership, removed_members),
         _children(campaigns, "campaign_messages", "campaign_id", client, workers),
         flows,
         flow_actions,
@@ -347,12 +350,30 @@ def _report(table: str, *args: Any) -> DltResource:
     )(table, *args)
 
 
-def _members(table: str, client: KlaviyoClient, workers: int, membership: str) -> DltResource:
-    columns = {**COLUMN_TYPES[table], "removed_at": "timestamp"} if membership == "incremental" else None
-    resource = _resource(table, _member_rows, client, table, workers, membership, column_types=columns)
+def _members(
+    table: str, client: KlaviyoClient, workers: int, membership: str, removed_members: str
+) -> DltResource:
+    """A membership table; the logic is in membership.py."""
+
+    def read(stream: str, filters: Sequence[str], path_id: Optional[str], columns: Any) -> Any:
+        return _read_split(client, STREAMS[stream], None, workers, filters, path_id, columns)
+
+    columns = member_column_types(table, membership, removed_members)
+    resource = _resource(
+        table,
+        member_rows,
+        client,
+        table,
+        workers,
+        membership,
+        removed_members,
+        read,
+        _replace_where_merge_cannot_delete,
+        column_types=columns,
+    )
     if membership == "incremental":
         resource.apply_hints(
-            write_disposition="merge", columns={"removed_at": {"data_type": "timestamp", "nullable": True}}
+            write_disposition="merge", columns=member_column_hints(membership, removed_members)
         )
     return resource
 
@@ -670,13 +691,6 @@ def _latest_suppression(row: Mapping[str, Any]) -> Optional[Dict[str, Any]]:
     return max(entries, key=lambda e: e.get("timestamp") or "", default=None)
 
 
-# membership tables: the parent collection and the column that names the parent
-MEMBERSHIPS: Dict[str, Tuple[str, str]] = {
-    "list_members": ("lists", "list_id"),
-    "segment_members": ("segments", "segment_id"),
-}
-
-
 def _replace_where_merge_cannot_delete() -> Iterator[TDataItem]:
     """A snapshot table is replaced on destinations without a delete-insert merge (files without a
     table format), where dlt would turn SNAPSHOT into an append that keeps every run's rows."""
@@ -689,128 +703,6 @@ def _replace_where_merge_cannot_delete() -> Iterator[TDataItem]:
         strategies = capabilities.merge_strategies_selector(strategies, table_schema={})
     if "delete-insert" not in strategies:
         yield dlt.mark.with_hints([], dlt.mark.make_hints(write_disposition="replace"))
-
-
-def _member_rows(client: KlaviyoClient, table: str, workers: int, membership: str) -> Iterator[TDataItem]:
-    """Every member of every list (segment): the profile's columns, the parent's id, `joined_group_at`.
-
-    membership="snapshot" replaces the table each run. membership="incremental" reads only the
-    members who joined since the last run, then compares the ids of every current member (the
-    ids-only endpoint) with the table, and marks those who left with `removed_at`.
-    """
-    yield dlt.mark.materialize_table_schema()
-    parent, key = MEMBERSHIPS[table]
-    parents = [
-        item["id"]
-        for page in client.paginate(parent, {f"fields[{parent[:-1]}]": "name"})
-        for item in page.data
-    ]
-    if membership == "snapshot":
-        yield from _replace_where_merge_cannot_delete()
-        reads = [functools.partial(_members_of, client, table, p, workers) for p in parents]
-        yield from interleave(reads, workers)
-        return
-    joined_since: Dict[str, str] = dlt.current.resource_state().setdefault("joined_since", {})
-    now = datetime.now(timezone.utc)
-    reads = [
-        functools.partial(_members_joined, client, table, p, workers, joined_since, now) for p in parents
-    ]
-    yield from interleave(reads, workers)
-    yield from _members_who_left(client, table, parents, workers, now)
-
-
-def _members_joined(
-    client: KlaviyoClient,
-    table: str,
-    parent_id: str,
-    workers: int,
-    joined_since: Dict[str, str],
-    now: datetime,
-) -> Iterator[List[TDataItem]]:
-    """Members who joined since the last run; the state moves on only with the run's load."""
-    parent, key = MEMBERSHIPS[table]
-    since = joined_since.get(parent_id)
-    filters = [f"greater-or-equal(joined_group_at,{since})"] if since else []
-    latest: Optional[datetime] = None
-    try:
-        for rows in _read_split(client, STREAMS[table], None, workers, filters, parent_id, {key: parent_id}):
-            for row in rows:
-                row["removed_at"] = None
-                latest = max(latest or row["joined_group_at"], row["joined_group_at"])
-            yield rows
-    except KlaviyoNotFound:
-        return  # deleted mid-run: _members_who_left marks its members
-    if latest is not None:
-        joined_since[parent_id] = _filter_time(min(latest, now))
-
-
-def _members_who_left(
-    client: KlaviyoClient, table: str, parents: List[str], workers: int, now: datetime
-) -> Iterator[List[TDataItem]]:
-    """Rows of members no longer in their list (or whose list is gone), re-emitted with `removed_at`."""
-    parent, key = MEMBERSHIPS[table]
-    loaded = _current_rows_in_destination(table)
-    if loaded is None:
-        return
-    current = dict(interleave([functools.partial(_member_ids, client, table, p) for p in parents], workers))
-    left = [
-        {**row, "removed_at": now}
-        for row in loaded
-        if row["id"] not in current.get(row[key], _GONE) and row.get("joined_group_at") is not None
-    ]
-    for start in range(0, len(left), 1000):
-        yield left[start : start + 1000]
-
-
-_GONE: Set[str] = set()
-
-
-def _member_ids(client: KlaviyoClient, table: str, parent_id: str) -> Iterator[Tuple[str, Set[str]]]:
-    endpoint = MEMBER_IDS_ENDPOINTS[table]
-    ids: Set[str] = set()
-    try:
-        for page in client.paginate(endpoint, path_id=parent_id):
-            ids.update(item["id"] for item in page.data)
-    except KlaviyoNotFound:
-        return  # the list is gone: all its members count as left
-    yield parent_id, ids
-
-
-def _current_rows_in_destination(table: str) -> Optional[List[Dict[str, Any]]]:
-    """Rows the destination holds as current members; None where it cannot be read (first run,
-    or a destination without SQL, where leavers cannot be detected)."""
-    try:
-        with (
-            dlt.current.pipeline().sql_client() as sql,
-            sql.execute_query(f"select * from {sql.make_qualified_table_name(table)}") as cursor,
-        ):
-            names = [d[0] for d in cursor.description]
-            rows = [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
-    except Exception as exc:  # no table yet, or no SQL client for this destination
-        logger.info(f"{table}: no loaded members to compare with ({type(exc).__name__})")
-        return None
-    json_columns = [name for name, data_type in COLUMN_TYPES[table].items() if data_type == "json"]
-    current = [
-        {name: value for name, value in row.items() if not name.startswith("_dlt")}
-        for row in rows
-        if row.get("removed_at") is None
-    ]
-    for row in current:  # JSON columns read back as text: decoded, so they are written as they were
-        for name in json_columns:
-            if isinstance(row.get(name), str):
-                row[name] = dlt_json.loads(row[name])
-    return current
-
-
-def _members_of(client: KlaviyoClient, table: str, parent_id: str, workers: int) -> Iterator[List[TDataItem]]:
-    """One list's (segment's) members, a long list read in parallel windows on `joined_group_at`."""
-    parent, key = MEMBERSHIPS[table]
-    try:
-        yield from _read_split(
-            client, STREAMS[table], None, workers, path_id=parent_id, columns={key: parent_id}
-        )
-    except KlaviyoNotFound:
-        logger.warning(f"{parent[:-1]} {parent_id} was deleted while loading; its members are skipped")
 
 
 def _child_rows(

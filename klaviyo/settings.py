@@ -54,6 +54,9 @@ ENDPOINTS: Dict[str, Endpoint] = {
     "segment_profile_ids": Endpoint(
         "segments/{id}/relationships/profiles", 100, 75, 750, ("profiles:read", "segments:read")
     ),
+    # a list's (segment's) `profile_count` (membership checks): its own tier, 1/s and 15/min
+    "list_profile_count": Endpoint("lists/{id}", None, 1, 15, ("lists:read",)),
+    "segment_profile_count": Endpoint("segments/{id}", None, 1, 15, ("segments:read",)),
     "flows": Endpoint("flows", 50, 3, 60, ("flows:read",)),
     "flow_actions": Endpoint("flows/{id}/flow-actions", 50, 3, 60, ("flows:read",)),
     "flow_messages": Endpoint("flow-actions/{id}/flow-messages", 50, 3, 60, ("flows:read",)),
@@ -200,8 +203,6 @@ REPORT_MAX_DAYS = 365  # values reports cover at most a year
 # daily series allow 60 days per request; Klaviyo rounds the end up to the end of its hour
 SERIES_WINDOW_DAYS = 59
 
-# the ids-only endpoint that reconciles each membership table
-MEMBER_IDS_ENDPOINTS = {"list_members": "list_profile_ids", "segment_members": "segment_profile_ids"}
 
 # coupon ids per coupon-codes request (an `any(coupon.id,[...])` list)
 COUPONS_PER_REQUEST = 50
