@@ -106,17 +106,21 @@ class Members:
     new: bool = True  # not in the state: read whole this run, nothing to compare
     gone: bool = False  # the group was deleted
     left: Dict[str, int] = field(default_factory=dict)  # members found gone this run
+    saved: Optional[Dict[str, Any]] = None  # the state it came from, written back when unchanged
+    changed: bool = False  # members joined or left this run
 
     def to_state(self) -> Dict[str, Any]:
+        if self.saved is not None and not self.changed:
+            return {**self.saved, "since": self.since}
         lines = "\n".join(f"{member} {joined}" for member, joined in sorted(self.joined.items()))
-        packed = base64.b64encode(zlib.compress(lines.encode(), 9)).decode()
+        packed = base64.b64encode(zlib.compress(lines.encode())).decode()
         return {"since": self.since, "members": packed}
 
     @classmethod
     def from_state(cls, saved: Mapping[str, Any]) -> "Members":
         text = zlib.decompress(base64.b64decode(saved["members"])).decode()
         joined = {member: int(at) for member, at in (line.split(" ") for line in text.splitlines())}
-        return cls(joined, saved.get("since"), new=False)
+        return cls(joined, saved.get("since"), new=False, saved=dict(saved))
 
 
 def member_rows(
@@ -152,28 +156,12 @@ def member_rows(
     for members in gone.values():
         members.gone = True
     now = datetime.now(timezone.utc)
-    joins = [functools.partial(_joins, read, table, group, p, groups[p], now) for p in parents]
-    yield from interleave(joins, workers)
-
-    to_count, to_read = _checks(
-        group, {p: m for p, m in groups.items() if not m.new and not m.gone and m.joined}
-    )
-    counts = [functools.partial(_profile_count, client, group, p) for p in to_count]
-    for parent_id, count in interleave(counts, workers):
-        members = groups[parent_id]
-        if count is None:
-            members.gone = True
-            continue
-        if count != len(members.joined):  # joins may have come since they were read: read them again
-            yield from _joins(read, table, group, parent_id, members, now)
-        if count != len(members.joined):
-            to_read.append(parent_id)
-    reconcile = [
-        functools.partial(_reconcile, client, read, table, group, p, groups[p], now)
-        for p in to_read
-        if not groups[p].gone
+    to_count, _ = _checks(group, {p: m for p, m in groups.items() if not m.new and m.joined})
+    syncs = [
+        functools.partial(_sync, client, read, table, group, p, groups[p], p in to_count, now)
+        for p in parents
     ]
-    yield from interleave(reconcile, workers)
+    yield from interleave(syncs, workers)
     left: List[Tuple[str, str, int]] = []
     for parent_id, members in [*groups.items(), *gone.items()]:
         if members.gone:
@@ -193,6 +181,34 @@ def _everyone(read: Read, table: str, group: Group, parent_id: str) -> Iterator[
         logger.warning(f"{group.parent_type} {parent_id} was deleted while loading; its members are skipped")
 
 
+def _sync(
+    client: KlaviyoClient,
+    read: Read,
+    table: str,
+    group: Group,
+    parent_id: str,
+    members: Members,
+    by_count: bool,
+    now: datetime,
+) -> Iterator[List[TDataItem]]:
+    """One group's run: the joins since the last run, then, where members could have left, the
+    check by count (`by_count`) or by ids, and the ids compared where the count disagrees."""
+    could_lose = not members.new and bool(members.joined)
+    yield from _joins(read, table, group, parent_id, members, now)
+    if members.gone or not could_lose:
+        return
+    if by_count:
+        count = _profile_count(client, group, parent_id)
+        if count is None:
+            members.gone = True
+            return
+        if count != len(members.joined):  # joins may have come since they were read: read them again
+            yield from _joins(read, table, group, parent_id, members, now)
+        if count == len(members.joined) or members.gone:
+            return
+    yield from _reconcile(client, read, table, group, parent_id, members, now)
+
+
 def _joins(
     read: Read, table: str, group: Group, parent_id: str, members: Members, now: datetime
 ) -> Iterator[List[TDataItem]]:
@@ -204,6 +220,7 @@ def _joins(
         for rows in read(table, filters, parent_id, {group.key: parent_id}):
             # the last run's latest second is read again; a member who left and came back has a new time
             fresh = [row for row in rows if members.joined.get(row["id"]) != _micros(row["joined_group_at"])]
+            members.changed |= bool(fresh)
             for row in fresh:
                 members.joined[row["id"]] = _micros(row["joined_group_at"])
                 members.left.pop(row["id"], None)
@@ -242,9 +259,7 @@ def _checks(group: Group, candidates: Mapping[str, Members]) -> Tuple[List[str],
     return to_count, to_read
 
 
-def _profile_count(
-    client: KlaviyoClient, group: Group, parent_id: str
-) -> Iterator[Tuple[str, Optional[int]]]:
+def _profile_count(client: KlaviyoClient, group: Group, parent_id: str) -> Optional[int]:
     """The group's member count as Klaviyo has it now; None when the group is gone."""
     params = {
         f"additional-fields[{group.parent_type}]": "profile_count",
@@ -253,9 +268,10 @@ def _profile_count(
     try:
         for page in client.paginate(group.count_endpoint, params, parent_id):
             for item in page.data:
-                yield parent_id, int((item.get("attributes") or {})["profile_count"])
+                return int((item.get("attributes") or {})["profile_count"])
     except KlaviyoNotFound:
-        yield parent_id, None
+        pass
+    return None
 
 
 def _reconcile(
@@ -286,6 +302,7 @@ def _reconcile(
     for member in [m for m in members.joined if m not in current]:
         members.left[member] = members.joined.pop(member)
     missed = current - set(members.joined)
+    members.changed |= bool(members.left or missed)
     if not missed:
         return
     # joins Klaviyo stamped before the latest one loaded but showed only later: read them in full
