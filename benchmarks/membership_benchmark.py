@@ -28,7 +28,7 @@ import tempfile
 import time
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, Tuple
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -94,7 +94,9 @@ def show(title: str, seconds: float, requests: Dict[str, int]) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--profiles", type=int, default=100_000)
     parser.add_argument("--lists", type=int, default=5)
     parser.add_argument("--members-each", type=int, default=20_000)
@@ -104,7 +106,9 @@ def main() -> None:
 
     ours, theirs = multiprocessing.Pipe()
     server = multiprocessing.Process(
-        target=serve, args=(theirs, args.profiles, args.lists, args.members_each, args.latency_ms), daemon=True
+        target=serve,
+        args=(theirs, args.profiles, args.lists, args.members_each, args.latency_ms),
+        daemon=True,
     )
     server.start()
     base_url, api_key, list_ids = ours.recv()

@@ -55,6 +55,8 @@ from .client import (
     checked_api_key,
     interleave,
 )
+from .deletions import DEFAULT_DELETION_CHECK_DAYS, deletions_resource
+from .deletions import checked_options as checked_deletion_options
 from .membership import checked_options as checked_membership_options
 from .membership import column_hints as member_column_hints
 from .membership import column_types as member_column_types
@@ -132,6 +134,10 @@ def klaviyo_source(
     membership: str = "incremental",
     conversion_metric_id: Optional[str] = None,
     removed_members: str = "drop",
+    deleted_profiles: Optional[str] = None,
+    deletion_check_days: float = DEFAULT_DELETION_CHECK_DAYS,
+    check_deletions_now: bool = False,
+    deleted_profile_events: str = "keep",
 ) -> List[DltResource]:
     """Klaviyo account data, one resource per table.
 
@@ -169,6 +175,13 @@ def klaviyo_source(
         removed_members: What happens to the row of a member who left a list (segment): "drop"
             (default) deletes it; "mark" keeps it with `removed_at` (and `deleted_at` where the
             person was deleted from Klaviyo).
+        deleted_profiles: Mirror profiles deleted in Klaviyo (see deletions.py and the README):
+            None (default) does not check; "mark" leaves a tombstone row (`id`, `deleted_at`, the
+            personal columns emptied) in `profiles`; "drop" deletes the row. Either way the
+            `deleted_profiles` table records each deletion.
+        deletion_check_days: Days between two deletion checks (7). Each check reads every profile's id.
+        check_deletions_now: Check for deletions in this run, whenever the last check was.
+        deleted_profile_events: "keep" (default) the events of deleted profiles, or "drop" them.
         workers: Requests each table may have in flight at once. Klaviyo's per-endpoint rate limits
             are enforced on our side whatever this is, so raising it does not cause 429s.
 
@@ -202,6 +215,7 @@ def klaviyo_source(
     if not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers={workers!r} must be a whole number >= 1.")
     checked_membership_options(membership, removed_members)
+    checked_deletion_options(deleted_profiles, deletion_check_days, deleted_profile_events)
     client = KlaviyoClient(api_key, base_url, revision, RetryPolicy.from_dlt_config(max_retry_after))
     extra_tables = metric_tables_for(extra_metrics)
     metric_tables = {**METRIC_TABLES, **extra_tables}
@@ -280,6 +294,18 @@ def klaviyo_source(
     ]
     for resource in optional:
         resource.selected = False
+    if deleted_profiles is not None:  # deletions.py
+        event_tables = [*metric_tables, "events"]
+        resources.append(
+            deletions_resource(
+                client,
+                deleted_profiles,
+                deletion_check_days,
+                check_deletions_now,
+                deleted_profile_events,
+                event_tables,
+            )
+        )
     return resources + optional
 
 
