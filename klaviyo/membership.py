@@ -78,9 +78,9 @@ def column_hints(membership: str, removed: str) -> Dict[str, TColumnSchema]:
     if membership == "snapshot":
         return {}
     hints: Dict[str, TColumnSchema] = {"removed_at": {"data_type": "timestamp", "nullable": True}}
-    if removed == "drop":
-        hints["removed_at"]["hard_delete"] = True
-    else:
+    # set both ways: a table loaded with "drop" before must not keep deleting rows marked later
+    hints["removed_at"]["hard_delete"] = removed == "drop"
+    if removed == "mark":
         hints["deleted_at"] = {"data_type": "timestamp", "nullable": True}
     return hints
 
@@ -237,25 +237,31 @@ def _joins(
 
 
 def _checks(group: Group, candidates: Mapping[str, Members]) -> Tuple[List[str], List[str]]:
-    """Which groups are checked by `profile_count` and which by reading their ids at once.
+    """Which groups are checked by `profile_count`, and which by reading their ids at once.
 
     A count is one request, but Klaviyo allows 1 a second and 15 a minute; ids come 100 a request
-    at 750 a minute. Groups are taken largest first; each is counted if its count's turn in that
-    slow queue comes sooner than its ids would be read, so an account with hundreds of lists reads
-    the smaller ones' ids in parallel instead of waiting minutes for their counts.
+    at 750 a minute. The two are separate budgets, used side by side: groups are taken largest
+    first, each into the queue that would finish it sooner. So a few large lists are counted in
+    seconds, and an account with hundreds of lists reads the smaller ones' ids meanwhile instead
+    of waiting minutes for their counts (see the README for the figures).
     """
     counts, ids = ENDPOINTS[group.count_endpoint], ENDPOINTS[group.ids_endpoint]
     to_count: List[str] = []
     to_read: List[str] = []
+    ids_queued = 0  # requests
     for parent_id, members in sorted(candidates.items(), key=lambda item: -len(item[1].joined)):
         turn = len(to_count) + 1
         if turn <= counts.steady_per_minute:  # the first minute's worth go at the burst rate
             count_done = turn / counts.burst_per_second
         else:
             count_done = 60.0 * turn / counts.steady_per_minute
-        requests = math.ceil(len(members.joined) / (ids.page_size or 100))
-        ids_done = requests / (ids.steady_per_minute / 60.0)
-        (to_count if count_done < ids_done else to_read).append(parent_id)
+        pages = math.ceil(len(members.joined) / (ids.page_size or 100))
+        ids_done = (ids_queued + pages) / (ids.steady_per_minute / 60.0)
+        if count_done < ids_done:
+            to_count.append(parent_id)
+        else:
+            to_read.append(parent_id)
+            ids_queued += pages
     return to_count, to_read
 
 

@@ -215,9 +215,11 @@ def test_the_deletion_check_runs_once_a_week_unless_asked_for(emu: Any, pipeline
     def id_scans() -> int:
         return sum(1 for e in emu.request_log if e.query.get("fields[profile]") == "id")
 
-    source = lambda **o: source_for(emu, deleted_profiles="mark", **o).with_resources(
-        "profiles", "deleted_profiles"
-    )  # noqa: E731
+    def source(**options: Any) -> Any:
+        return source_for(emu, deleted_profiles="mark", **options).with_resources(
+            "profiles", "deleted_profiles"
+        )
+
     pipeline.run(source())  # the first load: nothing loaded to compare yet, the week starts
     emu.clear_log()
     pipeline.run(source())
@@ -229,3 +231,30 @@ def test_the_deletion_check_runs_once_a_week_unless_asked_for(emu: Any, pipeline
 
     pages = -(-len(emu.account.profile_ids()) // 100)
     assert (scans_within_the_week, scans_on_demand, scans_when_due) == (0, pages, pages)
+
+
+def test_segment_members_are_checked_the_same_way_the_large_segment_by_its_count(
+    pipeline: dlt.Pipeline,
+) -> None:
+    spec = AccountSpec(seed=3, profiles=2500, events=50, lists=1, segments=2, large_list_members=10)
+    with run_emulator(EmulatorConfig(account=spec, rate_limit_scale=0)) as emulator:
+        account = emulator.account
+        large, small = sorted(account.segment_ids(), key=lambda i: -len(account.segment_members(i)))
+        assert len(account.segment_members(large)) == 1500
+        pipeline.run(source_for(emulator).with_resources("segment_members"))
+        emulator.clear_log()
+
+        pipeline.run(source_for(emulator).with_resources("segment_members"))
+
+        assert requests_by_operation(emulator) == {
+            "get_segments": 1,
+            "get_profiles_for_segment": 2,
+            "get_segment": 1,
+            "get_profile_ids_for_segment": 1,
+        }
+        counted = [e for e in emulator.request_log if e.operation_id == "get_segment"]
+        assert counted[0].path.rstrip("/").endswith(large)
+        with pipeline.sql_client() as client:
+            loaded = {tuple(r) for r in client.execute_sql("select segment_id, id from segment_members")}
+        expected = {(s, m) for s in account.segment_ids() for m in account.segment_members(s)}
+        assert loaded == expected
