@@ -145,6 +145,8 @@ def member_rows(
         for item in page.data
     ]
     if membership == "snapshot":
+        # what incremental runs kept is stale after a snapshot: the next one starts afresh
+        dlt.current.resource_state().pop("groups", None)
         yield from snapshot_hints()
         reads = [functools.partial(_everyone, read, table, group, p) for p in parents]
         yield from interleave(reads, workers)
@@ -232,8 +234,11 @@ def _joins(
                     members.since = since.isoformat()
             if fresh:
                 yield fresh
-    except KlaviyoNotFound:
-        members.gone = True  # deleted since the groups were listed: its members left
+    except KlaviyoNotFound:  # deleted since the groups were listed: its members left
+        logger.warning(
+            f"{table}: {group.parent_type} {parent_id} was deleted while loading; its members left"
+        )
+        members.gone = True
 
 
 def _checks(group: Group, candidates: Mapping[str, Members]) -> Tuple[List[str], List[str]]:
