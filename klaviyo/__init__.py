@@ -188,7 +188,8 @@ def klaviyo_source(
     Returns:
         The resources: profiles, global_exclusions, lists, list_members, campaigns, metrics, the
         event tables bounce, click, dropped_email, mark_as_spam, receive, unsubscribe (plus one per
-        extra metric), and `events` (every metric in one table; not selected by default).
+        extra metric), and `events` (every metric in one table; not selected by default); with
+        `deleted_profiles`, also `deleted_profiles`.
     """
     api_key = checked_api_key(api_key)
     if not isinstance(base_url, str) or urlsplit(base_url).path.rstrip("/").rsplit("/", 1)[-1] != "api":
