@@ -151,8 +151,8 @@ def main() -> None:
         )
         ours.send(("remove", list_ids[2]))
         leaver = ours.recv()
-        seconds, requests = run(incremental, ours, source())
-        show(f"3. after one member left list {list_ids[2]}", seconds, requests)
+        seconds_left, requests = run(incremental, ours, source())
+        show(f"3. after one member left list {list_ids[2]}", seconds_left, requests)
         ours.send(("members",))
         truth = ours.recv()
         with incremental.sql_client() as client:
