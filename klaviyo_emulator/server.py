@@ -21,6 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
+from . import membership
 from . import push_tokens as PT
 from . import reports as REP
 from . import resources as R
@@ -441,6 +442,7 @@ HANDLERS: dict[str, Handler] = {
     "get_images": Handler(R.ser_image, R.get_plain, _All("images_by_id")),
     "get_push_tokens": Handler(PT.ser_push_token, PT.get_push_token_field, _All("push_tokens_by_id")),
 }
+HANDLERS.update(membership.handlers())  # get_segment (profile_count)
 
 
 def _omni_messages_src(acc: Account, pid: str | None) -> list[R.Record]:
@@ -1231,7 +1233,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
                             f"This API key is missing required scopes: {scope}.",
                         ),
                     )
-            decision = emu.rate_limiter.check(op_id, auth, op.rate_limits, cfg.rate_limit_scale)
+            limiter_key, limits = membership.rate_limits(op_id, params, op.rate_limits)  # profile_count tier
+            decision = emu.rate_limiter.check(limiter_key, auth, limits, cfg.rate_limit_scale)
             if not decision.allowed:
                 raise HTTPError(
                     429, throttled_body(decision.retry_after), {"Retry-After": str(decision.retry_after)}
