@@ -117,7 +117,7 @@ def main() -> None:
         f"Account: {args.profiles:,} profiles, {members:,} memberships in {args.lists} lists;"
         f" emulator latency {args.latency_ms:.0f} ms/request, Klaviyo's rate limits (shared machine)"
     )
-    count_tier = ENDPOINTS["list_profile_count"]
+    count_tier = ENDPOINTS["list"]
     ids_tier = ENDPOINTS["list_profile_ids"]
     # what an unchanged run cannot do with less: the lists page, one joins read and one count per list
     floor_requests = 1 + 2 * args.lists

@@ -1,6 +1,7 @@
 """list_members by default: an unchanged run costs a few requests; a change is read exactly."""
 
 import collections
+import threading
 from pathlib import Path
 from typing import Any, Dict, Iterator, Set
 
@@ -258,3 +259,58 @@ def test_segment_members_are_checked_the_same_way_the_large_segment_by_its_count
             loaded = {tuple(r) for r in client.execute_sql("select segment_id, id from segment_members")}
         expected = {(s, m) for s in account.segment_ids() for m in account.segment_members(s)}
         assert loaded == expected
+
+
+class RequestsInFlight:
+    """The most requests the emulator answered at once, of any operation (its fault hook sees a
+    request arrive, its log sees it answered)."""
+
+    def __init__(self, emulator: Any) -> None:
+        self._lock = threading.Lock()
+        self.now = self.peak = 0
+        emulator.fault_hook = self.arrived
+        log = emulator._log
+
+        def answered(entry: Any) -> None:
+            if entry.operation_id:
+                with self._lock:
+                    self.now -= 1
+            log(entry)
+
+        emulator._log = answered
+
+    def arrived(self, info: Any) -> None:
+        with self._lock:
+            self.now += 1
+            self.peak = max(self.peak, self.now)
+
+
+def test_the_joins_counts_and_ids_of_a_run_share_the_tables_bound_of_requests_in_flight(
+    pipeline: dlt.Pipeline,
+) -> None:
+    # four lists of 1,400 and two small ones; one member leaves each large list and 300 people join
+    # a small one, so the run reads every list's joins (the small list's in parallel windows), counts
+    # some lists and reads others' ids (14 pages each), side by side, 15 ms a request
+    spec = AccountSpec(seed=2, profiles=1500, events=100, lists=4, large_list_members=1400)
+    with run_emulator(EmulatorConfig(account=spec, rate_limit_scale=0, latency_ms=15)) as emulator:
+        account = emulator.account
+        large = lists_by_size(account)[-1]
+        for number in range(3):
+            account.lists_by_id[f"BIG{number}"] = dict(account.lists_by_id[large], id=f"BIG{number}")
+            account.lists_by_id[f"BIG{number}"]["members"] = dict(account.lists_by_id[large]["members"])
+        account.bump()
+        pipeline.run(source_for(emulator, workers=3).with_resources("list_members"))
+        for list_id in (large, "BIG0", "BIG1", "BIG2"):
+            account.remove_list_member(list_id, sorted(account.list_members(list_id))[0])
+        small = lists_by_size(account)[1]
+        for joiner in sorted(account.profile_ids() - set(account.list_members(small)))[:300]:
+            account.add_list_member(small, joiner)
+        emulator.clear_log()
+        in_flight = RequestsInFlight(emulator)
+
+        pipeline.run(source_for(emulator, workers=3).with_resources("list_members"))
+
+        operations = requests_by_operation(emulator)
+        assert operations["get_profile_ids_for_list"] >= 14 and operations["get_list"] >= 1
+        assert 2 <= in_flight.peak <= 3, in_flight.peak
+        assert members_loaded(pipeline) == members_in_klaviyo(account)
