@@ -33,7 +33,6 @@ from typing import (
     Mapping,
     Optional,
     Sequence,
-    Set,
     Tuple,
 )
 from urllib.parse import urlsplit
@@ -41,7 +40,6 @@ from urllib.parse import urlsplit
 import dlt
 import pyarrow as pa
 from anyascii import anyascii
-from dlt.common import json as dlt_json
 from dlt.common import logger
 from dlt.common.schema.typing import TColumnSchema, TWriteDispositionConfig
 from dlt.common.time import ensure_pendulum_datetime
@@ -52,11 +50,16 @@ from dlt.sources import DltResource
 from .client import (
     KlaviyoClient,
     KlaviyoError,
-    KlaviyoNotFound,
     KlaviyoQuotaExhausted,
     RetryPolicy,
     checked_api_key,
 )
+from .deletions import DEFAULT_DELETION_CHECK_DAYS, deleted_profile_rows
+from .deletions import checked_options as checked_deletion_options
+from .membership import checked_options as checked_membership_options
+from .membership import column_hints as member_column_hints
+from .membership import column_types as member_column_types
+from .membership import member_rows
 from .more_streams import MORE_STREAMS
 from .reader import Query, Reader, filter_time, integration_key, to_row
 from .settings import (
@@ -70,7 +73,6 @@ from .settings import (
     DEFAULT_REVISION,
     DEFAULT_WORKERS,
     KLAVIYO_INTEGRATION_KEY,
-    MEMBER_IDS_ENDPOINTS,
     METRIC_TABLES,
     REPORT_MAX_DAYS,
     REPORT_STATISTICS,
@@ -115,9 +117,14 @@ def klaviyo_source(
     max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
     workers: int = DEFAULT_WORKERS,
     conversion_metric: str = DEFAULT_CONVERSION_METRIC,
-    membership: str = "snapshot",
+    membership: str = "incremental",
     conversion_metric_id: Optional[str] = None,
     predictive_analytics: bool = False,
+    removed_members: str = "drop",
+    deleted_profiles: Optional[str] = None,
+    deletion_check_days: float = DEFAULT_DELETION_CHECK_DAYS,
+    check_deletions_now: bool = False,
+    deleted_profile_events: str = "keep",
 ) -> List[DltResource]:
     """Klaviyo account data, one resource per table.
 
@@ -149,20 +156,31 @@ def klaviyo_source(
             one with the most recent event is used (then Klaviyo's own, then the smallest id), and
             a warning says which.
         conversion_metric_id: The id of the conversion metric, to choose it instead.
-        membership: "snapshot" (default) replaces list_members and segment_members each run;
-            "incremental" adds new joins and marks members who left with `removed_at` (it reads
-            the table back from the destination, so it needs a SQL destination).
+        membership: "incremental" (default) loads list_members and segment_members as they change:
+            new joins, and the members who left, found from each list's member count (see the
+            README for the requests it costs); "snapshot" reads every member every run.
         predictive_analytics: Also load each profile's predictive analytics (historic and predicted
             CLV, churn probability, expected next order, ...) into `profiles`. Klaviyo serves
             profiles with them at 10/s and 150/min instead of 75/s and 750/min, so a first load
             of the profiles takes five times as long.
+        removed_members: What happens to the row of a member who left a list (segment): "drop"
+            (default) deletes it; "mark" keeps it with `removed_at` (and `deleted_at` where the
+            person was deleted from Klaviyo).
+        deleted_profiles: Mirror profiles deleted in Klaviyo (see deletions.py and the README):
+            None (default) does not check; "mark" leaves a tombstone row (`id`, `deleted_at`, the
+            personal columns emptied) in `profiles`; "drop" deletes the row. Either way the
+            `deleted_profiles` table records each deletion.
+        deletion_check_days: Days between two deletion checks (7). Each check reads every profile's id.
+        check_deletions_now: Check for deletions in this run, whenever the last check was.
+        deleted_profile_events: "keep" (default) the events of deleted profiles, or "drop" them.
         workers: Requests each table may have in flight at once. Klaviyo's per-endpoint rate limits
             are enforced on our side whatever this is, so raising it does not cause 429s.
 
     Returns:
         The resources: profiles, global_exclusions, lists, list_members, campaigns, metrics, the
         event tables bounce, click, dropped_email, mark_as_spam, receive, unsubscribe (plus one per
-        extra metric), and `events` (every metric in one table; not selected by default).
+        extra metric), and `events` (every metric in one table; not selected by default); with
+        `deleted_profiles`, also `deleted_profiles`.
     """
     api_key = checked_api_key(api_key)
     if not isinstance(base_url, str) or urlsplit(base_url).path.rstrip("/").rsplit("/", 1)[-1] != "api":
@@ -188,8 +206,8 @@ def klaviyo_source(
         raise ValueError(f"lookback_seconds={lookback_seconds!r} must be a number of seconds >= 0.")
     if not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers={workers!r} must be a whole number >= 1.")
-    if membership not in ("snapshot", "incremental"):
-        raise ValueError(f"membership={membership!r} must be 'snapshot' or 'incremental'.")
+    checked_membership_options(membership, removed_members)
+    checked_deletion_options(deleted_profiles, deletion_check_days, deleted_profile_events)
     if not isinstance(predictive_analytics, bool):
         raise ValueError(f"predictive_analytics={predictive_analytics!r} must be True or False.")
     client = KlaviyoClient(api_key, base_url, revision, RetryPolicy.from_dlt_config(max_retry_after))
@@ -206,7 +224,12 @@ def klaviyo_source(
         membership,
         {**METRIC_TABLES, **extra_tables},
         set(extra_tables),
-        predictive_analytics,
+        predictive_analytics=predictive_analytics,
+        removed_members=removed_members,
+        deleted_profiles=deleted_profiles,
+        deletion_check_days=deletion_check_days,
+        check_deletions_now=check_deletions_now,
+        deleted_profile_events=deleted_profile_events,
     )
     return build_streams(run)
 
@@ -227,6 +250,11 @@ class Run:
     metric_tables: Mapping[str, Tuple[str, ...]]
     extra_tables: AbstractSet[str]  # the user's names: a near miss is an error
     predictive_analytics: bool = False  # profiles with their predictive analytics, at its lower tier
+    removed_members: str = "drop"  # membership.py
+    deleted_profiles: Optional[str] = None  # deletions.py: None, "mark" or "drop"
+    deletion_check_days: float = DEFAULT_DELETION_CHECK_DAYS
+    check_deletions_now: bool = False
+    deleted_profile_events: str = "keep"
 
     def reader(self) -> Reader:
         """A table's reader: its own bound of `workers` requests in flight."""
@@ -349,14 +377,26 @@ def _report(name: str, run: Run, built: Mapping[str, DltResource]) -> List[DltRe
 
 
 def _members(name: str, run: Run, built: Mapping[str, DltResource]) -> List[DltResource]:
-    incremental = run.membership == "incremental"
-    columns = {**COLUMN_TYPES[name], "removed_at": "timestamp"} if incremental else None
-    resource = _resource(name, _member_rows, run.reader(), name, run.membership, column_types=columns)
-    if incremental:
-        resource.apply_hints(
-            write_disposition="merge", columns={"removed_at": {"data_type": "timestamp", "nullable": True}}
-        )
+    """A membership table; how a run follows who joins and who leaves is in membership.py."""
+    membership, removed = run.membership, run.removed_members
+    args = (run.reader(), name, membership, removed, _replace_where_merge_cannot_delete)
+    columns = member_column_types(name, membership, removed)
+    resource = _resource(name, member_rows, *args, column_types=columns)
+    if membership == "snapshot":
+        resource.apply_hints(write_disposition=SNAPSHOT)
+    else:
+        resource.apply_hints(columns=member_column_hints(membership, removed))
     return [resource]
+
+
+def _deleted_profiles(name: str, run: Run, built: Mapping[str, DltResource]) -> List[DltResource]:
+    """Only with the `deleted_profiles` option; it also writes to `profiles` and the event tables."""
+    if run.deleted_profiles is None:
+        return []
+    options = (run.deleted_profiles, run.deletion_check_days, run.check_deletions_now)
+    event_tables = [*run.metric_tables, "events"]
+    args = (run.reader(), *options, run.deleted_profile_events, event_tables)
+    return [_resource(name, deleted_profile_rows, *args)]
 
 
 def _metric_tables(name: str, run: Run, built: Mapping[str, DltResource]) -> List[DltResource]:
@@ -527,120 +567,6 @@ def _replace_where_merge_cannot_delete() -> Iterator[TDataItem]:
         strategies = capabilities.merge_strategies_selector(strategies, table_schema={})
     if "delete-insert" not in strategies:
         yield dlt.mark.with_hints([], dlt.mark.make_hints(write_disposition="replace"))
-
-
-def _member_rows(reader: Reader, table: str, membership: str) -> Iterator[TDataItem]:
-    """Every member of every list (segment): the profile's columns, the parent's id, `joined_group_at`.
-
-    membership="snapshot" replaces the table each run. membership="incremental" reads only the
-    members who joined since the last run, then compares the ids of every current member (the
-    ids-only endpoint) with the table, and marks those who left with `removed_at`.
-    """
-    yield dlt.mark.materialize_table_schema()
-    parent = STREAMS[table].parent
-    assert parent is not None
-    parent_pages = reader.client.paginate(STREAMS[parent].endpoint, {f"fields[{parent[:-1]}]": "name"})
-    parents = [item["id"] for page in reader.bounded(parent_pages) for item in page.data]
-    if membership == "snapshot":
-        yield from _replace_where_merge_cannot_delete()
-        yield from reader.fan_out([functools.partial(_members_of, reader, table, p) for p in parents])
-        return
-    joined_since: Dict[str, str] = dlt.current.resource_state().setdefault("joined_since", {})
-    now = datetime.now(timezone.utc)
-    reads = [functools.partial(_members_joined, reader, table, p, joined_since, now) for p in parents]
-    yield from reader.fan_out(reads)
-    yield from _members_who_left(reader, table, parents, now)
-
-
-def _members_joined(
-    reader: Reader, table: str, parent_id: str, joined_since: Dict[str, str], now: datetime
-) -> Iterator[List[TDataItem]]:
-    """Members who joined since the last run; the state moves on only with the run's load."""
-    since = joined_since.get(parent_id)
-    filters = (f"greater-or-equal(joined_group_at,{since})",) if since else ()
-    latest: Optional[datetime] = None
-    try:
-        for rows in reader.read_split(_members_query(table, parent_id, filters)):
-            for row in rows:
-                row["removed_at"] = None
-                latest = max(latest or row["joined_group_at"], row["joined_group_at"])
-            yield rows
-    except KlaviyoNotFound:
-        return  # deleted mid-run: _members_who_left marks its members
-    if latest is not None:
-        joined_since[parent_id] = filter_time(min(latest, now))
-
-
-def _members_query(table: str, parent_id: str, filters: Tuple[str, ...] = ()) -> Query:
-    stream = STREAMS[table]
-    return Query(stream, filters=filters, path_id=parent_id, columns={stream.parent_key: parent_id})
-
-
-def _members_who_left(
-    reader: Reader, table: str, parents: List[str], now: datetime
-) -> Iterator[List[TDataItem]]:
-    """Rows of members no longer in their list (or whose list is gone), re-emitted with `removed_at`."""
-    key = STREAMS[table].parent_key
-    loaded = _current_rows_in_destination(table)
-    if loaded is None:
-        return
-    current = dict(reader.fan_out([functools.partial(_member_ids, reader, table, p) for p in parents]))
-    left = [
-        {**row, "removed_at": now}
-        for row in loaded
-        if row["id"] not in current.get(row[key], _GONE) and row.get("joined_group_at") is not None
-    ]
-    for start in range(0, len(left), 1000):
-        yield left[start : start + 1000]
-
-
-_GONE: Set[str] = set()
-
-
-def _member_ids(reader: Reader, table: str, parent_id: str) -> Iterator[Tuple[str, Set[str]]]:
-    endpoint = MEMBER_IDS_ENDPOINTS[table]
-    ids: Set[str] = set()
-    try:
-        for page in reader.bounded(reader.client.paginate(endpoint, path_id=parent_id)):
-            ids.update(item["id"] for item in page.data)
-    except KlaviyoNotFound:
-        return  # the list is gone: all its members count as left
-    yield parent_id, ids
-
-
-def _current_rows_in_destination(table: str) -> Optional[List[Dict[str, Any]]]:
-    """Rows the destination holds as current members; None where it cannot be read (first run,
-    or a destination without SQL, where leavers cannot be detected)."""
-    try:
-        with (
-            dlt.current.pipeline().sql_client() as sql,
-            sql.execute_query(f"select * from {sql.make_qualified_table_name(table)}") as cursor,
-        ):
-            names = [d[0] for d in cursor.description]
-            rows = [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
-    except Exception as exc:  # no table yet, or no SQL client for this destination
-        logger.info(f"{table}: no loaded members to compare with ({type(exc).__name__})")
-        return None
-    json_columns = [name for name, data_type in COLUMN_TYPES[table].items() if data_type == "json"]
-    current = [
-        {name: value for name, value in row.items() if not name.startswith("_dlt")}
-        for row in rows
-        if row.get("removed_at") is None
-    ]
-    for row in current:  # JSON columns read back as text: decoded, so they are written as they were
-        for name in json_columns:
-            if isinstance(row.get(name), str):
-                row[name] = dlt_json.loads(row[name])
-    return current
-
-
-def _members_of(reader: Reader, table: str, parent_id: str) -> Iterator[List[TDataItem]]:
-    """One list's (segment's) members, a long list read in parallel windows on `joined_group_at`."""
-    try:
-        yield from reader.read_split(_members_query(table, parent_id))
-    except KlaviyoNotFound:
-        parent = STREAMS[table].parent or ""
-        logger.warning(f"{parent[:-1]} {parent_id} was deleted while loading; its members are skipped")
 
 
 def _child_rows(parents: List[TDataItem], reader: Reader, table: str) -> Iterator[TDataItem]:
@@ -895,6 +821,7 @@ SPECIAL_STREAMS: Dict[str, Builder] = {
     "global_exclusions": _one(_global_exclusion_rows),
     "list_members": _members,
     "segment_members": _members,
+    "deleted_profiles": _deleted_profiles,
     "campaigns": _one(_campaign_rows, cursor=True),
     "metric_events": _metric_tables,
     "coupon_codes": _one(_coupon_code_rows),

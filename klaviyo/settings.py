@@ -137,15 +137,17 @@ STREAMS: Dict[str, Stream] = {
     # full snapshot each run, so profiles that are no longer suppressed leave the table
     "global_exclusions": Stream("profiles", write_disposition="replace", default=True, params=_SUBSCRIPTIONS),
     "lists": Stream("lists", cursor="updated", cursor_filter=_SINCE, default=True),
-    # full snapshot each run, so members who left a list leave the table
-    "list_members": Stream("list_profiles", ("list_id", "id"), "joined_group_at", write_disposition="replace", parent="lists", default=True, windows=True),
+    # new joins each run, who left found by the checks of membership.py (membership="snapshot": replaced)
+    "list_members": Stream("list_profiles", ("list_id", "id"), "joined_group_at", parent="lists", default=True, windows=True),
     "campaigns": Stream("campaigns", cursor="updated_at", default=True),  # one read per channel
     "metrics": Stream("metrics", default=True),
+    # only with the `deleted_profiles` option: a periodic read of every profile's id (deletions.py)
+    "deleted_profiles": Stream("profiles", default=True, params={"fields[profile]": "id"}),
     "metric_events": Stream("events", cursor="datetime", default=True, windows=True, lookback=True),
     # every metric in one table, with the metric's name and the attribution resolved from `include`
     "events": Stream("events", cursor="datetime", windows=True, lookback=True, params={"include": "metric,attributions"}),
     "segments": Stream("segments", cursor="updated", cursor_filter=_SINCE),
-    "segment_members": Stream("segment_profiles", ("segment_id", "id"), "joined_group_at", write_disposition="replace", parent="segments", windows=True),
+    "segment_members": Stream("segment_profiles", ("segment_id", "id"), "joined_group_at", parent="segments", windows=True),
     # children: only the parents this run loads (updated since the last run) are walked again
     "campaign_messages": Stream("campaign_messages", parent="campaigns"),
     "flows": Stream("flows", cursor="updated"),
@@ -214,9 +216,6 @@ DEFAULT_CONVERSION_METRIC = "Placed Order"
 REPORT_MAX_DAYS = 365  # values reports cover at most a year
 # daily series allow 60 days per request; Klaviyo rounds the end up to the end of its hour
 SERIES_WINDOW_DAYS = 59
-
-# the ids-only endpoint that reconciles each membership table
-MEMBER_IDS_ENDPOINTS = {"list_members": "list_profile_ids", "segment_members": "segment_profile_ids"}
 
 # coupon ids per coupon-codes request (an `any(coupon.id,[...])` list)
 COUPONS_PER_REQUEST = 50
@@ -408,6 +407,7 @@ _COLUMN_TYPES: Dict[str, Dict[str, TDataType]] = {
         "definition": "json",
     },
     "segment_members": {**_PROFILE_COLUMNS, "segment_id": "text", "joined_group_at": "timestamp"},
+    "deleted_profiles": {"id": "text", "deleted_at": "timestamp"},
     "campaign_messages": {
         "id": "text",
         "campaign_id": "text",

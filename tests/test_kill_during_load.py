@@ -140,7 +140,9 @@ def test_a_snapshot_table_on_files_without_merge_is_replaced_not_appended(tmp_pa
     )
     with run_emulator(EmulatorConfig(account=ACCOUNT, rate_limit_scale=0)) as emu:
         for _ in range(2):
-            pipeline.run(source_for(emu).with_resources("global_exclusions", "list_members"))
+            # list_members is a snapshot with membership="snapshot" (incremental: test_membership.py)
+            source = source_for(emu, membership="snapshot")
+            pipeline.run(source.with_resources("global_exclusions", "list_members"))
         expected = {"global_exclusions": exclusion_truth(emu), "list_members": membership_truth(emu)}
     for table, rows in expected.items():
         key = TABLES[table][0].split(", ")

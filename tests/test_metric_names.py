@@ -45,6 +45,10 @@ def test_a_very_long_metric_name_is_cut_with_a_stable_suffix() -> None:
             "'Placed Order' and 'Placed order' would both load into table `placed_order`",
         ),
         (["Profiles"], "'Profiles' would load into `profiles`, one of the source's own tables"),
+        (  # the table of the deletion check, whether or not `deleted_profiles` turns it on
+            ["Deleted Profiles"],
+            "'Deleted Profiles' would load into `deleted_profiles`, one of the source's own tables",
+        ),
         (["Click"], "the table of the metric 'Clicked Email'"),
         (["Placed Order", ""], "empty"),
         ("Placed Order", "must be a list"),

@@ -258,7 +258,7 @@ def test_a_spent_daily_report_budget_skips_the_report_and_loads_the_rest(
 def test_incremental_membership_adds_joins_and_marks_who_left(emulator: Any, pipeline: dlt.Pipeline) -> None:
     account = emulator.account
     list_id = max(account.list_ids(), key=lambda i: len(account.list_members(i)))
-    source = lambda: source_for(emulator, membership="incremental").with_resources("list_members")  # noqa: E731
+    source = lambda: source_for(emulator, removed_members="mark").with_resources("list_members")  # noqa: E731
     pipeline.run(source())
     first = table_counts(pipeline)["list_members"]
     assert first == sum(len(account.list_members(i)) for i in account.list_ids())
