@@ -58,6 +58,7 @@ from .client import (
     checked_api_key,
     interleave,
 )
+from .pages import cursor_keys, fast_pages, page_table, without_seen
 from .settings import (
     CAMPAIGN_CHANNELS,
     COLUMN_TYPES,
@@ -311,7 +312,14 @@ def _in_batches(rows: Callable[..., Iterator[TDataItem]]) -> Callable[..., Itera
     @functools.wraps(rows)  # dlt reads the signature (the incremental argument) through __wrapped__
     def batched(*args: Any, **kwargs: Any) -> Iterator[TDataItem]:
         batch: List[TDataItem] = []
+        tables: List[pa.Table] = []  # speed hook: the pages of pages.py are tables already
         for item in rows(*args, **kwargs):
+            if isinstance(item, pa.Table):
+                tables.append(item)
+                if sum(t.num_rows for t in tables) >= BATCH_ROWS:
+                    yield pa.concat_tables(tables)
+                    tables = []
+                continue
             if not isinstance(item, list) or not item:
                 yield item  # dlt's markers
                 continue
@@ -321,6 +329,8 @@ def _in_batches(rows: Callable[..., Iterator[TDataItem]]) -> Callable[..., Itera
                 batch = []
         if batch:
             yield batch
+        if tables:
+            yield pa.concat_tables(tables)
 
     return batched
 
@@ -536,7 +546,14 @@ def _read_window(
     if conditions:
         params["filter"] = ",".join(conditions)
     with PAGE_READS:
-        for page in client.paginate(stream.endpoint, params, path_id):
+        # speed hook: event pages come as tables of the stream's columns (pages.py)
+        for page in fast_pages(
+            client.paginate(stream.endpoint, params, path_id), stream, extra_columns, _add_included
+        ):
+            table = page_table(page.data)
+            if table is not None:
+                yield table
+                continue
             rows = [to_row(item, stream.cursor) for item in page.data]
             _add_included(rows, page.included)
             if extra_columns:
@@ -586,9 +603,9 @@ def _read_split(
     start, end = _bounds(cursor)
     columns = columns or {}
     pages = _read_window(client, stream, start, end, filters, path_id, columns)
-    head: List[TDataItem] = []
+    head: List[Tuple[Any, Any]] = []  # (cursor, id) of each row; speed hook: a page may be a table
     for rows in itertools.islice(pages, PAGES_BEFORE_WINDOWS):
-        head.extend(rows)
+        head.extend(cursor_keys(rows, stream.cursor) if stream.cursor else [(None, None)] * len(rows))
         yield rows
     full = PAGES_BEFORE_WINDOWS * (ENDPOINTS[stream.endpoint].page_size or 0)
     last = end or datetime.now(timezone.utc)
@@ -597,14 +614,14 @@ def _read_split(
         or not stream.cursor
         or not stream.cursor_filter[1]
         or len(head) < full
-        or head[-1][stream.cursor] >= last  # the rest is dated after now: Klaviyo refuses such filters
+        or head[-1][0] >= last  # the rest is dated after now: Klaviyo refuses such filters
     ):
         yield from pages  # nothing left, or not worth the windows
         return
     pages.close()
     # rows at the boundary instant that were already read are dropped: snapshots have no merge
-    boundary = head[-1][stream.cursor]
-    seen = {row["id"] for row in head if row[stream.cursor] == boundary}
+    boundary = head[-1][0]
+    seen = {row_id for at, row_id in head if at == boundary}
     pieces = workers * WINDOWS_PER_WORKER
     step = (last - boundary) / pieces
     edges: List[Optional[datetime]] = [boundary + step * i for i in range(pieces)]
@@ -614,7 +631,7 @@ def _read_split(
         for low, high in itertools.pairwise(edges)
     ]
     for rows in interleave(windows, workers):
-        yield [row for row in rows if row[stream.cursor] != boundary or row["id"] not in seen]
+        yield without_seen(rows, stream.cursor, boundary, seen)
 
 
 def _stream_rows(
