@@ -58,7 +58,7 @@ from .client import (
     checked_api_key,
     interleave,
 )
-from .pages import cursor_keys, fast_pages, page_table, without_seen
+from .pages import UNIQUE_ROWS, UniqueRows, cursor_keys, fast_pages, has_unique_rows, page_table, without_seen
 from .settings import (
     CAMPAIGN_CHANNELS,
     COLUMN_TYPES,
@@ -299,6 +299,8 @@ def _resource(
         columns=TABLE_COLUMNS[stream_name],
         parallelized=True,  # tables extract side by side on dlt's worker threads
     )(*args)
+    if has_unique_rows(stream):  # speed hook: dlt's merge skips its deduplication (pages.py)
+        resource.apply_hints(write_disposition=UNIQUE_ROWS)
     return _as_tables(resource, column_types or COLUMN_TYPES[stream_name])
 
 
@@ -545,6 +547,7 @@ def _read_window(
     conditions = [*filters, *_bound_filters(stream, start, end)]
     if conditions:
         params["filter"] = ",".join(conditions)
+    unique = UniqueRows(stream, start, end)  # speed hook: event rows are declared unique (pages.py)
     with PAGE_READS:
         # speed hook: event pages come as tables of the stream's columns (pages.py)
         for page in fast_pages(
@@ -552,14 +555,14 @@ def _read_window(
         ):
             table = page_table(page.data)
             if table is not None:
-                yield table
+                yield unique(table)
                 continue
             rows = [to_row(item, stream.cursor) for item in page.data]
             _add_included(rows, page.included)
             if extra_columns:
                 for row in rows:
                     row.update(extra_columns)
-            yield rows
+            yield unique(rows)
 
 
 def _add_included(rows: List[Dict[str, Any]], included: List[Dict[str, Any]]) -> None:
