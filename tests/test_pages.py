@@ -151,3 +151,9 @@ def test_a_bare_run_merges_events_without_dlts_staging_deduplication(
     with pipeline.sql_client() as client:
         rows, ids = client.execute_sql("select count(*), count(distinct id) from events")[0]
     assert rows == ids == len(emulator.account.events_by_id)
+
+
+def test_pyarrows_memory_pool_is_restored_after_a_run(emulator: Any, pipeline: dlt.Pipeline) -> None:
+    before = pa.default_memory_pool().backend_name
+    pipeline.run(source_for(emulator).with_resources("events", "profiles"))
+    assert pa.default_memory_pool().backend_name == before
