@@ -11,7 +11,7 @@ prints:
   yields and as dicts (nested ``event_properties``, dlt's per-row normalisation), and source ÷ floor;
 * profiles and list_members (rate-bound, 750 requests/min): requests/s ÷ 12.5/s and the 429 share;
 * all of the above again with ``workers=1``;
-* events at a realistic latency (a second emulator, 500 ms per request): requests/s ÷ Klaviyo's 58.3/s;
+* events at a realistic latency (a second emulator of 300k events, 500 ms per request): requests/s ÷ Klaviyo's 58.3/s;
 * peak RSS of a fresh process loading all events of an account of 150k and of 1M events, a bare run
   and one with DuckDB's ``memory_limit`` set in dlt's config (DuckDB caches up to 80% of the RAM);
 * DuckDB loading of the in-memory dict rows with ``insert_values``, ``jsonl`` and ``parquet``.
@@ -525,7 +525,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         help="latency of a second emulator, for the events run at a realistic latency (0: no such run)",
     )
     p.add_argument(
-        "--real-latency-events", type=int, default=100_000, help="events of that emulator's account"
+        "--real-latency-events",
+        type=int,
+        help="events of that emulator's account (default 300000, enough requests for a steady rate; quick 20000)",
     )
     p.add_argument("--seed", type=int, default=1, help="emulator account seed")
     p.add_argument(
@@ -552,7 +554,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     args.events = args.events or (10_000 if args.quick else 150_000)
     args.profiles = args.profiles or (2_000 if args.quick else 10_000)
     args.list_members = args.list_members or (2_000 if args.quick else 10_000)
-    args.real_latency_events = args.real_latency_events or (20_000 if args.quick else 100_000)
+    args.real_latency_events = args.real_latency_events or (20_000 if args.quick else 300_000)
     if args.rss_events:
         args.rss_counts = [int(n) for n in args.rss_events.split(",")]
     else:
