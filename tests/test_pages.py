@@ -11,10 +11,12 @@ import pytest
 import requests
 from dlt.common import json
 
+from klaviyo.client import KlaviyoClient
 from klaviyo.pages import EventPages, KlaviyoPagesOutOfOrder, UniqueRows
-from klaviyo.reader import _add_included, to_row
+from klaviyo.reader import Query, Reader, _add_included, to_row
 from klaviyo.settings import COLUMN_TYPES, DEFAULT_REVISION, EXTRA_ATTRIBUTES, STREAMS
 from klaviyo.tables import TIMESTAMP, TableShape
+from klaviyo_emulator import AccountSpec, EmulatorConfig, run_emulator
 from tests.helpers import source_for
 from tests.test_lossless_rows import seed_bags
 
@@ -157,3 +159,18 @@ def test_pyarrows_memory_pool_is_restored_after_a_run(emulator: Any, pipeline: d
     before = pa.default_memory_pool().backend_name
     pipeline.run(source_for(emulator).with_resources("events", "profiles"))
     assert pa.default_memory_pool().backend_name == before
+
+
+def test_a_long_event_range_is_read_in_windows_as_tables_and_every_event_once() -> None:
+    account = AccountSpec(
+        seed=3, profiles=50, events=6000, lists=1, large_list_members=10, campaigns_per_channel=1
+    )
+    with run_emulator(EmulatorConfig(account=account, rate_limit_scale=0)) as emu:
+        reader = Reader(KlaviyoClient(emu.api_key, emu.base_url, DEFAULT_REVISION), workers=4)
+        pages = list(reader.read_split(Query(STREAMS["events"])))
+        expected = sorted(emu.account.events_by_id)
+
+    assert all(isinstance(page, pa.Table) for page in pages), "event pages take the fast path"
+    assert len(pages) > 6  # the two head pages, then windows (each ending in a partial page)
+    read = [row_id for page in pages for row_id in page.column("id").to_pylist()]
+    assert sorted(read) == expected
