@@ -11,7 +11,9 @@ prints:
   yields and as dicts (nested ``event_properties``, dlt's per-row normalisation), and source ÷ floor;
 * profiles and list_members (rate-bound, 750 requests/min): requests/s ÷ 12.5/s and the 429 share;
 * all of the above again with ``workers=1``;
-* peak RSS of a fresh process loading all events of an account of 150k and of 1M events;
+* events at a realistic latency (a second emulator of 300k events, 500 ms per request): requests/s ÷ Klaviyo's 58.3/s;
+* peak RSS of a fresh process loading all events of an account of 150k and of 1M events, a bare run
+  and one with DuckDB's ``memory_limit`` set in dlt's config (DuckDB caches up to 80% of the RAM);
 * DuckDB loading of the in-memory dict rows with ``insert_values``, ``jsonl`` and ``parquet``.
 
 Usage::
@@ -61,7 +63,7 @@ import requests  # noqa: E402
 import klaviyo  # noqa: E402
 from klaviyo import BATCH_ROWS, klaviyo_source  # noqa: E402
 from klaviyo.client import KlaviyoClient, RequestStats  # noqa: E402
-from klaviyo.settings import ENDPOINTS  # noqa: E402
+from klaviyo.settings import DEFAULT_WORKERS, ENDPOINTS  # noqa: E402
 
 API_KEY = "pk_emulator_test_key_0000000000000000"
 FORMATS = ("insert_values", "jsonl", "parquet")
@@ -72,6 +74,7 @@ STEADY_PER_S = ENDPOINTS["profiles"].steady_per_minute / 60.0  # 750/min = 12.5/
 KLAVIYO_EVENTS_PER_S = ENDPOINTS["events"].steady_per_minute / 60.0 * (ENDPOINTS["events"].page_size or 0)
 TARGET_EVENTS_PER_S = 40_000
 TARGET_PEAK_MIB = 300
+DUCKDB_MEMORY_LIMIT_RUN = "memory_limit"  # a peak-RSS run with DuckDB's memory_limit from dlt config
 Rows = List[Dict[str, Any]]
 Page = Any  # a pyarrow.Table (the source's pages) or a list of dicts
 
@@ -335,10 +338,11 @@ def source_run(
     return run
 
 
-def events_hints() -> Tuple[str, Dict[str, Any]]:
+def events_hints() -> Tuple[Any, Dict[str, Any]]:
     """The source's own write disposition and column hints of `events` (read, not copied by hand)."""
     resource = klaviyo_source(api_key=API_KEY, base_url="http://127.0.0.1:9/api").resources["events"]
-    return str(resource.write_disposition), copy.deepcopy(dict(resource.columns or {}))  # type: ignore[arg-type]
+    # the disposition may be a dict: the source declares the event rows unique (no staging dedup)
+    return copy.deepcopy(resource.write_disposition), copy.deepcopy(dict(resource.columns or {}))  # type: ignore[arg-type]
 
 
 def memory_resource(pages: Sequence[Page], dicts: bool = False) -> Any:
@@ -508,7 +512,23 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--list-members", type=int, help="members of the large list (default 10000; quick 2000)")
     p.add_argument("--latency-ms", type=float, default=80.0, help="emulator latency per request")
     p.add_argument("--latency-per-record-ms", type=float, default=0.02, help="emulator latency per record")
-    p.add_argument("--workers", type=int, default=4, help="source workers (compared with workers=1)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=DEFAULT_WORKERS,
+        help="source workers (default: the source's own default)",
+    )
+    p.add_argument(
+        "--real-latency-ms",
+        type=float,
+        default=500.0,
+        help="latency of a second emulator, for the events run at a realistic latency (0: no such run)",
+    )
+    p.add_argument(
+        "--real-latency-events",
+        type=int,
+        help="events of that emulator's account (default 300000, enough requests for a steady rate; quick 20000)",
+    )
     p.add_argument("--seed", type=int, default=1, help="emulator account seed")
     p.add_argument(
         "--rss-events",
@@ -517,8 +537,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--rss-formats",
-        default="default",
-        help="loader file formats of the peak-RSS runs: 'default' (a bare run) or e.g. jsonl",
+        default=f"default,{DUCKDB_MEMORY_LIMIT_RUN}",
+        help="loader file formats of the peak-RSS runs: 'default' (a bare run), e.g. jsonl, or"
+        f" '{DUCKDB_MEMORY_LIMIT_RUN}' (a bare run with DuckDB's memory_limit set in dlt's config)",
     )
     p.add_argument("--skip-workers-1", action="store_true", help="do not repeat the runs with workers=1")
     p.add_argument("--cprofile", action="store_true", help="cProfile the events source and floor runs")
@@ -533,6 +554,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     args.events = args.events or (10_000 if args.quick else 150_000)
     args.profiles = args.profiles or (2_000 if args.quick else 10_000)
     args.list_members = args.list_members or (2_000 if args.quick else 10_000)
+    args.real_latency_events = args.real_latency_events or (20_000 if args.quick else 300_000)
     if args.rss_events:
         args.rss_counts = [int(n) for n in args.rss_events.split(",")]
     else:
@@ -544,7 +566,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     args = parse_args(argv)
     if args.rss_child:
         workdir = Path(tempfile.mkdtemp(dir=args.workdir))
-        fmt = None if args.format == "default" else args.format
+        if args.format == DUCKDB_MEMORY_LIMIT_RUN:
+            # what a user writes once in .dlt/config.toml: [destination.duckdb.credentials]
+            # global_config = {memory_limit = "128MB"}; DuckDB's own default is 80% of the RAM
+            os.environ["DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG"] = '{"memory_limit": "128MB"}'
+        fmt = None if args.format in ("default", DUCKDB_MEMORY_LIMIT_RUN) else args.format
         rss_child(args.base_url, args.workers, args.start_date, fmt, workdir)
         return
 
@@ -667,6 +693,22 @@ def run_all(args: argparse.Namespace, emulator: EmulatorProcess, workdir: Path, 
     gc.unfreeze()
     gc.collect()
 
+    # ---- workers at a realistic latency: does one events table reach Klaviyo's limit?
+    slow_run: Optional[Run] = None
+    if args.real_latency_ms:
+        slow_args = argparse.Namespace(
+            **{**vars(args), "latency_ms": args.real_latency_ms, "events": args.real_latency_events}
+        )
+        log(f"starting an emulator with {args.real_latency_ms:g} ms latency per request ...")
+        with EmulatorProcess(slow_args) as slow:
+            capture_event_pages(slow.base_url, args.workers)  # warms its event cache, untimed
+            slow_guard = QuotaGuard()
+            slow_guard.record("events", math.ceil(args.real_latency_events / 1000) + 4 * args.workers + 2)
+            slow_guard.wait("events", math.ceil(args.real_latency_events / 1000) + 4 * args.workers + 2)
+            log(f"source run: events at {args.real_latency_ms:g} ms latency, workers={args.workers} ...")
+            slow_run = source_run(workdir, slow.base_url, "events", args.workers)
+            log("  " + events_line(slow_run))
+
     # ---- peak RSS in fresh processes: the newest N events (via start_date), per format
     rss: List[Tuple[str, int, Dict[str, Any]]] = []
     for count in args.rss_counts:
@@ -742,6 +784,17 @@ def run_all(args: argparse.Namespace, emulator: EmulatorProcess, workdir: Path, 
             f" ({'meets' if to_dicts <= 0.5 else 'misses'} <= 0.5), {to_parquet_dicts:4.2f} x dicts in parquet,"
             f" {to_arrow:4.2f} x the Arrow floor; extract {run.extract_s:.1f} s vs {arrow_floor.extract_s:.1f} s"
             f" from memory, emulator latency alone {latency_only:.1f} s"
+        )
+    if slow_run is not None and slow_run.stats:
+        req_s = slow_run.stats.requests / slow_run.extract_s if slow_run.extract_s else 0.0
+        limit = ENDPOINTS["events"].steady_per_minute / 60.0
+        add(
+            f"  at {args.real_latency_ms:g} ms per request (a second emulator, {slow_run.rows:,} events),"
+            f" workers={args.workers}: {slow_run.stats.requests} requests in {slow_run.extract_s:.1f} s ="
+            f" {req_s:.1f} req/s = {req_s / limit:4.2f} x Klaviyo's {limit:.1f}/s"
+            f" ({'reaches' if req_s >= 0.9 * limit else 'misses'} >= 0.9 x), 429: {slow_run.stats.throttled},"
+            f" limiter held {slow_run.stats.limiter_wait:.1f} s;"
+            f" {slow_run.rows / slow_run.total_s if slow_run.total_s else 0:,.0f} events/s end to end"
         )
     add("")
     default_run = runs[f"{DEFAULT_SELECTION}/{args.workers}/default"]

@@ -26,6 +26,7 @@ from dlt.common import logger
 from dlt.common.typing import TDataItem
 
 from .client import KlaviyoClient, KlaviyoNotFound
+from .pages import UniqueRows, cursor_keys, fast_pages, page_table, without_seen
 from .settings import ENDPOINTS, Stream
 from .tables import PAGE_READS
 
@@ -88,8 +89,9 @@ class Reader:
             if close is not None:
                 close()
 
-    def pages(self, query: Query) -> Iterator[List[TDataItem]]:
-        """Every page of the query as rows (`to_row`), in the stream's cursor order."""
+    def pages(self, query: Query) -> Iterator[Any]:
+        """Every page of the query as rows (`to_row`), in the stream's cursor order; a page of events
+        in the spec's shape comes as an Arrow table of the stream's columns instead (pages.py)."""
         stream = query.stream
         params = dict(stream.params)
         if stream.cursor:
@@ -97,14 +99,23 @@ class Reader:
         conditions = [*query.filters, *bound_filters(stream, query.start, query.end)]
         if conditions:
             params["filter"] = ",".join(conditions)
+        # event rows are declared unique to dlt's merge: each query's pages are checked (pages.py)
+        unique = UniqueRows(stream, query.start, query.end)
+        pages = fast_pages(
+            self.client.paginate(stream.endpoint, params, query.path_id), stream, query.columns, _add_included
+        )
         with PAGE_READS:
-            for page in self.bounded(self.client.paginate(stream.endpoint, params, query.path_id)):
+            for page in self.bounded(pages):
+                table = page_table(page.data)
+                if table is not None:
+                    yield unique(table)
+                    continue
                 rows = [to_row(item, stream.cursor) for item in page.data]
                 _add_included(rows, page.included)
                 if query.columns:
                     for row in rows:
                         row.update(query.columns)
-                yield _within_unfiltered_bounds(stream, query, rows)
+                yield unique(_within_unfiltered_bounds(stream, query, rows))
                 if _past_the_start(stream, query, rows):
                     return  # newest first: the rest is older than the lower bound
 
@@ -126,9 +137,9 @@ class Reader:
         """
         stream = query.stream
         pages = self.pages(query)
-        head: List[TDataItem] = []
+        head: List[Tuple[Any, Any]] = []  # (cursor, id) of each row; speed hook: a page may be a table
         for rows in itertools.islice(pages, PAGES_BEFORE_WINDOWS):
-            head.extend(rows)
+            head.extend(cursor_keys(rows, stream.cursor) if stream.cursor else [(None, None)] * len(rows))
             yield rows
         full = PAGES_BEFORE_WINDOWS * (ENDPOINTS[stream.endpoint].page_size or 0)
         last = query.end or datetime.now(timezone.utc)
@@ -137,19 +148,19 @@ class Reader:
             or not (stream.windows and stream.cursor and all(stream.cursor_filter))
             or stream.descending
             or len(head) < full
-            or head[-1][stream.cursor] >= last  # the rest is dated after now: Klaviyo refuses such filters
+            or head[-1][0] >= last  # the rest is dated after now: Klaviyo refuses such filters
         ):
             yield from pages  # nothing left, or not worth the windows
             return
         pages.close()  # type: ignore[attr-defined]
         # rows at the boundary instant that were already read are dropped: snapshots have no merge
         cursor = stream.cursor
-        boundary = head[-1][cursor]
-        seen = {row["id"] for row in head if row[cursor] == boundary}
+        boundary = head[-1][0]  # speed hook: (cursor, id) pairs, see `cursor_keys`
+        seen = {row_id for at, row_id in head if at == boundary}
         windows = split_windows(boundary, last, query.end, self.workers * WINDOWS_PER_WORKER)
         reads = [functools.partial(self.pages, query.between(low, high)) for low, high in windows]
         for rows in self.fan_out(reads):
-            yield [row for row in rows if row[cursor] != boundary or row["id"] not in seen]
+            yield without_seen(rows, cursor, boundary, seen)  # speed hook: rows or a table
 
     def fan_out(self, producers: Sequence[Callable[[], Iterator[T]]]) -> Iterator[T]:
         """The producers' items, produced side by side (their requests share the table's slots)."""

@@ -281,7 +281,8 @@ class _CappedArrowIncremental(ArrowIncremental):
 
 
 class FewerCollections:
-    """While any page is being read, the garbage collector's first threshold is raised.
+    """While any page is being read, the garbage collector's first threshold is raised (and
+    pyarrow allocates with malloc, see `__enter__`).
 
     Decoding one page of 1,000 events makes some 20,000 dicts and lists, all alive until the page
     is shaped; at Python's default threshold (700) that triggers dozens of collections per page,
@@ -297,6 +298,7 @@ class FewerCollections:
         self._lock = threading.Lock()
         self._readers = 0
         self._saved: Tuple[int, int, int] = gc.get_threshold()
+        self._saved_pool: pa.MemoryPool = pa.default_memory_pool()
 
     def __enter__(self) -> None:
         with self._lock:
@@ -304,6 +306,10 @@ class FewerCollections:
                 self._saved = gc.get_threshold()
                 if 0 < self._saved[0] < self.THRESHOLD:
                     gc.set_threshold(self.THRESHOLD, *self._saved[1:])
+                # speed: pages are shaped on many threads, and pyarrow's default pool (mimalloc)
+                # keeps what each thread freed: 532 MiB at 32 workers for 1M events, malloc 268 MiB
+                self._saved_pool = pa.default_memory_pool()
+                pa.set_memory_pool(pa.system_memory_pool())
             self._readers += 1
 
     def __exit__(self, *exc: object) -> None:
@@ -311,6 +317,7 @@ class FewerCollections:
             self._readers -= 1
             if self._readers == 0:
                 gc.set_threshold(*self._saved)
+                pa.set_memory_pool(self._saved_pool)
 
 
 PAGE_READS = FewerCollections()
