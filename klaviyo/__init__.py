@@ -17,7 +17,6 @@ new and never duplicates a row.
 import difflib
 import functools
 import hashlib
-import itertools
 import json
 import re
 import threading
@@ -49,6 +48,7 @@ from dlt.common.typing import TAnyDateTime, TDataItem
 from dlt.extract.incremental import Incremental
 from dlt.sources import DltResource
 
+from . import history
 from .client import (
     KlaviyoClient,
     KlaviyoError,
@@ -97,12 +97,6 @@ ATTRIBUTION_COLUMNS = (
 # Rows handed to dlt at once (several pages): dlt's per-item work is then small beside the rows'.
 BATCH_ROWS = 5000
 
-# A range longer than this many pages reads the rest in parallel windows.
-PAGES_BEFORE_WINDOWS = 2
-
-# Each worker gets several windows, so one dense window does not leave the others idle.
-WINDOWS_PER_WORKER = 4
-
 # Incremental loads need a start even when the user gives only an end.
 BEGINNING_OF_TIME = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -131,6 +125,7 @@ def klaviyo_source(
     conversion_metric: str = DEFAULT_CONVERSION_METRIC,
     membership: str = "snapshot",
     conversion_metric_id: Optional[str] = None,
+    chunk_rows: int = history.DEFAULT_CHUNK_ROWS,
 ) -> List[DltResource]:
     """Klaviyo account data, one resource per table.
 
@@ -167,6 +162,11 @@ def klaviyo_source(
             the table back from the destination, so it needs a SQL destination).
         workers: Requests each table may have in flight at once. Klaviyo's per-endpoint rate limits
             are enforced on our side whatever this is, so raising it does not cause 429s.
+        chunk_rows: A table with a longer backlog (a first load, a start_date far back) loads it
+            in chunks of about this many rows (per metric), one per run, each committed with its
+            incremental state: a failed run loses at most its chunk. `klaviyo.history.load_history`
+            runs a pipeline until every table is caught up. Not with end_date (dlt keeps no
+            state for a range with an end).
 
     Returns:
         The resources: profiles, global_exclusions, lists, list_members, campaigns, metrics, the
@@ -197,6 +197,8 @@ def klaviyo_source(
         raise ValueError(f"lookback_seconds={lookback_seconds!r} must be a number of seconds >= 0.")
     if not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers={workers!r} must be a whole number >= 1.")
+    if not isinstance(chunk_rows, int) or isinstance(chunk_rows, bool) or chunk_rows < 1:
+        raise ValueError(f"chunk_rows={chunk_rows!r} must be a whole number of rows >= 1.")
     if membership not in ("snapshot", "incremental"):
         raise ValueError(f"membership={membership!r} must be 'snapshot' or 'incremental'.")
     client = KlaviyoClient(api_key, base_url, revision, RetryPolicy.from_dlt_config(max_retry_after))
@@ -222,6 +224,7 @@ def klaviyo_source(
             last_value_func=max if end else _capped_max(run_started - timedelta(seconds=lookback)),
             # with a lookback many rows share the boundary; merge on `id` dedupes them instead
             primary_key=() if lookback else None,
+            chunk_rows=chunk_rows,
         )
 
     campaigns = _resource("campaigns", _campaign_rows, client, window("updated_at"), workers)
@@ -575,46 +578,24 @@ def _read_split(
     path_id: Optional[str] = None,
     columns: Optional[Mapping[str, Any]] = None,
 ) -> Iterator[List[TDataItem]]:
-    """Like `_read`, but a range longer than a couple of pages is read in windows, in parallel.
-
-    A cursor-paged endpoint gives one page at a time, and most incremental runs fit in one page.
-    So the first pages are read as usual (sorted by the cursor); only if more remain is the rest of
-    the range, from the last cursor value seen, cut into windows that `workers` threads read at
-    once. Windows tile the range exactly (>= low, < high); pages arrive out of order, which merge
-    and the incremental's max do not mind.
-    """
+    """Like `_read`, but a range longer than a couple of pages is read in windows, in parallel,
+    and a long backlog one chunk per run (klaviyo/history.py)."""
     start, end = _bounds(cursor)
-    columns = columns or {}
-    pages = _read_window(client, stream, start, end, filters, path_id, columns)
-    head: List[TDataItem] = []
-    for rows in itertools.islice(pages, PAGES_BEFORE_WINDOWS):
-        head.extend(rows)
-        yield rows
-    full = PAGES_BEFORE_WINDOWS * (ENDPOINTS[stream.endpoint].page_size or 0)
-    last = end or datetime.now(timezone.utc)
-    if (
-        workers <= 1
-        or not stream.cursor
-        or not stream.cursor_filter[1]
-        or len(head) < full
-        or head[-1][stream.cursor] >= last  # the rest is dated after now: Klaviyo refuses such filters
-    ):
-        yield from pages  # nothing left, or not worth the windows
-        return
-    pages.close()
-    # rows at the boundary instant that were already read are dropped: snapshots have no merge
-    boundary = head[-1][stream.cursor]
-    seen = {row["id"] for row in head if row[stream.cursor] == boundary}
-    pieces = workers * WINDOWS_PER_WORKER
-    step = (last - boundary) / pieces
-    edges: List[Optional[datetime]] = [boundary + step * i for i in range(pieces)]
-    edges.append(end)  # open-ended unless an end was asked for: rows dated in the future still load
-    windows = [
-        functools.partial(_read_window, client, stream, low, high, filters, path_id, columns)
-        for low, high in itertools.pairwise(edges)
-    ]
-    for rows in interleave(windows, workers):
-        yield [row for row in rows if row[stream.cursor] != boundary or row["id"] not in seen]
+    read = functools.partial(
+        _read_window, client, stream, filters=filters, path_id=path_id, extra_columns=columns or {}
+    )
+    # --- hook: klaviyo/history.py (chunked history, backfills)
+    yield from history.read_range(
+        read,
+        stream.cursor,
+        start,
+        end,
+        ENDPOINTS[stream.endpoint].page_size or 0,
+        workers,
+        windowed=bool(stream.cursor_filter[1]),
+        chunk=history.plan(cursor),
+        table=(cursor.resource_name or "") if cursor is not None else "",
+    )
 
 
 def _stream_rows(
