@@ -522,6 +522,7 @@ def _read(
     `columns` are added to every row (e.g. the parent's id for a child table).
     """
     start, end = _bounds(cursor)
+    start = history.backfill_start(cursor, start)  # --- hook: klaviyo/history.py (an earlier start_date)
     return _read_window(client, stream, start, end, filters, path_id, columns or {})
 
 

@@ -303,7 +303,8 @@ class KlaviyoSession(requests.Session):
             if attempt >= self.retry.max_attempts:
                 raise KlaviyoUnavailable(
                     f"{described}: {problem}; gave up after {attempt} attempts. Klaviyo may be degraded; run"
-                    " again later (the load resumes where it stopped), or raise runtime.request_max_attempts."
+                    " again later, or raise runtime.request_max_attempts. Tables keep what earlier runs loaded; this"
+                    " run's unloaded chunk is read again by the next run (see the source's chunk_rows)."
                 )
             backoff = min(self.retry.max_backoff, self.retry.backoff_factor * 2 ** (attempt - 1))
             backoff *= random.uniform(0.5, 1.5)

@@ -10,7 +10,7 @@ every window up to there has been read in full, so the committed cursor never pa
 
 A `start_date` earlier than what a table holds is a backfill: the missing range alone is read, in
 chunks too, while the table's incremental cursor stays where it was; then the table continues
-incrementally. Progress lives in the resource state under `history`:
+incrementally. Progress lives beside dlt's state of the table's cursor, under `history`:
 
     covered_from    the table holds every row from here on (None: from the beginning)
     first_row       the oldest row seen, for progress when history starts at the beginning
@@ -28,7 +28,6 @@ Run a pipeline until every table is caught up with `load_history`:
 
 import functools
 import itertools
-import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Dict, Generator, Iterator, List, Optional, Sequence, overload
@@ -55,8 +54,14 @@ WINDOWS_PER_WORKER = 4
 
 STATE_KEY = "history"
 
-# load_history says progress itself; the per-table warning is for bare `pipeline.run` calls
-_RUNNERS = threading.local()
+
+# load_history says progress itself; the per-table warning is for bare `pipeline.run` calls (a
+# plain attribute, not a thread-local: the source's generators run on dlt's worker threads)
+class _Runners:
+    on = 0
+
+
+_RUNNERS = _Runners()
 
 
 @dataclass
@@ -103,7 +108,7 @@ class Chunk:
             self.cursor.advance(ensure_pendulum_datetime(self.ended_at))
             state["reached"] = _iso(self.ended_at)
             state["until"] = _iso(self.last)
-        if self.ended_at is not None and self.warned != self.ended_at and not getattr(_RUNNERS, "on", 0):
+        if self.ended_at is not None and self.warned != self.ended_at and not _RUNNERS.on:
             self.warned = self.ended_at
             logger.warning(
                 f"{progress_line(table, state)}: this run loads history up to there ({self.rows:,} rows);"
@@ -118,8 +123,12 @@ def plan(cursor: Optional[Incremental[Any]]) -> Optional[Chunk]:
         return None
     if isinstance(cursor.chunk, Chunk):
         return cursor.chunk
-    state: Dict[str, Any] = dlt.current.resource_state().setdefault(STATE_KEY, {})
-    stored = cursor.get_state()
+    # kept beside dlt's own cursor state: it is there in any thread (campaigns read on their own),
+    # and a refresh that drops the cursor drops it too
+    # the state dlt cached when it bound the cursor (its lookup needs dlt's context, which a
+    # thread of our own lacks)
+    stored: Dict[str, Any] = cursor._cached_state or cursor.get_state()  # type: ignore[assignment]
+    state: Dict[str, Any] = stored.setdefault(STATE_KEY, {})
     # tables loaded before chunks existed: their first run's start is dlt's stored initial_value
     covered = (
         _parse(state["covered_from"]) if "covered_from" in state else _as_dt(stored.get("initial_value"))
@@ -143,6 +152,16 @@ def plan(cursor: Optional[Incremental[Any]]) -> Optional[Chunk]:
         cursor.advance(cursor.start_value)  # rows before it pass unfiltered
     cursor.chunk = chunk
     return chunk
+
+
+def backfill_start(cursor: Optional[Incremental[Any]], start: Optional[datetime]) -> Optional[datetime]:
+    """Where a read without chunks starts (a stream read whole, e.g. campaigns): at an earlier
+    start_date than the table holds, there, with the cursor kept where it was."""
+    chunk = plan(cursor)
+    if chunk is None or chunk.backfill_from is None:
+        return start
+    chunk.settle(cursor.resource_name or "" if cursor is not None else "")  # state commits only with the run
+    return chunk.start
 
 
 def read_range(
@@ -248,14 +267,19 @@ def _read_chunk(
         return
     pages.close()
     fresh = _unseen(head, column)
-    pieces = workers * WINDOWS_PER_WORKER
     # rounds of windows, each sized by the density seen so far, until the budget is read
     first, reached = head[0][column], head[-1][column]
     while True:
         seconds = max((reached - first).total_seconds(), 1.0)
-        ahead = timedelta(seconds=max(chunk.budget - read.rows, 1) * seconds / max(read.rows, 1))
+        ahead_seconds = max(chunk.budget - read.rows, 1) * seconds / max(read.rows, 1)
+        ahead = timedelta(seconds=min(ahead_seconds, (last - reached).total_seconds() + 1))
         target = max(_second(reached + ahead), _second(reached) + timedelta(seconds=1))
         final = target >= last
+        # windows of at least a couple of pages each: a window's last page is mostly partial
+        expected = (min(target, last) - reached).total_seconds() * max(read.rows, 1) / seconds
+        pieces = max(
+            1, min(workers * WINDOWS_PER_WORKER, int(expected // (PAGES_BEFORE_WINDOWS * page_rows)))
+        )
         edges = _edges(reached, last, end, pieces) if final else _edges(reached, target, target, pieces)
         handout = _Handout(_windows(read_window, edges), read.enough)
         for rows in interleave(handout, workers):
@@ -325,9 +349,10 @@ def backlog(pipeline: dlt.Pipeline) -> Dict[str, str]:
     left: Dict[str, str] = {}
     for source in (pipeline.state.get("sources") or {}).values():
         for table, resource in (source.get("resources") or {}).items():
-            state = resource.get(STATE_KEY) or {}
-            if state.get("reached") or state.get("backfill_reached"):
-                left[table] = progress_line(table, state)
+            for cursor in (resource.get("incremental") or {}).values():
+                state = cursor.get(STATE_KEY) or {}
+                if state.get("reached") or state.get("backfill_reached"):
+                    left[table] = progress_line(table, state)
     return left
 
 
@@ -354,13 +379,16 @@ def load_history(
     source_factory: Callable[[], Any],
     progress: Optional[Callable[[str], None]] = None,
     max_runs: int = 10_000,
+    after_each_run: Optional[Callable[[], None]] = None,
     **run_options: Any,
 ) -> List[LoadInfo]:
     """Runs `pipeline.run(source_factory(), **run_options)` until no table has history left.
 
-    Each run loads (and commits) one chunk of each table with a backlog; a failed run raises, and
+    The first run loads the whole source; the next ones only the tables with history left, one
+    committed chunk of each per run. A failed run raises, and
     calling this again continues from the last committed chunk. `progress` gets one line per table
-    with backlog after each run (default: the log). Returns the LoadInfo of each run.
+    with backlog after each run (default: the log); at most `max_runs` runs. Returns the LoadInfo
+    of each run.
 
         >>> import dlt
         >>> from klaviyo import klaviyo_source
@@ -370,22 +398,32 @@ def load_history(
     """
     say = progress or logger.info
     infos: List[LoadInfo] = []
-    _RUNNERS.on = getattr(_RUNNERS, "on", 0) + 1
+    _RUNNERS.on += 1
+    whole_source_ran = False
+    left: Dict[str, str] = {}
     try:
         for _ in range(max_runs):
             pending = pipeline.has_pending_data  # a run after a failure first loads what was extracted
-            infos.append(pipeline.run(source_factory(), **run_options))
+            source = source_factory()
+            selected = set(source.selected_resources)
+            if whole_source_ran:  # the next chunks: only the tables with backlog
+                source = source.with_resources(*left)
+            infos.append(pipeline.run(source, **run_options))
+            whole_source_ran = whole_source_ran or not pending
             run_options.pop("refresh", None)  # a refresh drops once, not before every chunk
-            left = backlog(pipeline)
+            if after_each_run is not None:
+                after_each_run()
+            left = {table: line for table, line in backlog(pipeline).items() if table in selected}
             for line in left.values():
                 say(line)
-            if not left and not pending:
-                return infos
+            if whole_source_ran and not left:
+                break
+        else:
+            if left:
+                logger.warning(f"history not caught up after {max_runs} runs; the next run continues")
     finally:
         _RUNNERS.on -= 1
-    raise RuntimeError(
-        f"history not caught up after {max_runs} runs: {', '.join(backlog(pipeline).values())}"
-    )
+    return infos
 
 
 def _second(value: datetime) -> datetime:
