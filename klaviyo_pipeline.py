@@ -1,6 +1,7 @@
 """Loads a Klaviyo account into a dlt destination (DuckDB `klaviyo.duckdb` by default).
 
 python klaviyo_pipeline.py                      # the account whose key is in .dlt/secrets.toml
+python klaviyo_pipeline.py --start-date 2022-01-01   # backfill: also load what is missing since then
 python klaviyo_pipeline.py --demo               # a local emulated account (in a clone of the repository)
 python klaviyo_pipeline.py --start-date 2024-01-01 --resources profiles,click
 python klaviyo_pipeline.py --full-refresh       # drop what was loaded and load it all again
@@ -13,6 +14,10 @@ it with `dlt pipeline --pipelines-dir .dlt/pipelines klaviyo info`. Several acco
 the other, each with its own pipeline (`klaviyo_<account>`), state and dataset
 (`klaviyo_data_<account>`) in `klaviyo_<account>.duckdb`, so one account's failure is reported by
 name and leaves the others untouched.
+
+A long history loads in committed chunks (`chunk_rows` rows per table, `SOURCES__KLAVIYO__CHUNK_ROWS`),
+one pipeline run each, until every table is caught up; progress says how far each table has come.
+A failed or killed run loses at most its chunks in flight: run the script again and it continues.
 """
 
 import argparse
@@ -32,6 +37,7 @@ from dlt.common.runtime.collector import LogCollector
 
 from klaviyo import klaviyo_source, metric_tables_for
 from klaviyo.client import PROCESS_STATS
+from klaviyo.history import backlog, load_history
 
 # dlt keeps pipelines in the user's home by default, where a second clone would find (and write
 # into the DuckDB file of) the first one's pipeline; here they live with the project
@@ -43,6 +49,10 @@ DEMO_AVAILABLE = importlib.util.find_spec("klaviyo_emulator") is not None
 
 class RunInProgress(Exception):
     """Another run of the same pipeline holds its lock."""
+
+
+class RunFailed(Exception):
+    """A failed run, with what was kept and what the next run does."""
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -100,10 +110,15 @@ def load(
         options["base_url"] = base_url
     if api_key:
         options["api_key"] = api_key
-    source = klaviyo_source(**options)
-    if args.resources:
-        requested = [name.strip() for name in args.resources.split(",") if name.strip()]
-        source = source.with_resources(*selected_resources(source, requested, options["extra_metrics"]))
+
+    def make_source() -> Any:
+        source = klaviyo_source(**options)
+        if args.resources:
+            requested = [name.strip() for name in args.resources.split(",") if name.strip()]
+            source = source.with_resources(*selected_resources(source, requested, options["extra_metrics"]))
+        return source
+
+    make_source()  # an unknown table or option fails before the pipeline is touched
     # `dlt init klaviyo <destination>` writes the destination you pick here
     default_name = f"klaviyo_{account}" if account else ("klaviyo_demo" if args.demo else "klaviyo")
     pipeline = dlt.pipeline(
@@ -119,10 +134,44 @@ def load(
         run_options["refresh"] = "drop_sources"
     elif args.full_refresh:  # only the selected tables (and their state) when --resources names them
         run_options["refresh"] = "drop_resources" if args.resources else "drop_sources"
+    counts: Dict[str, int] = {}
     with exclusive_run(pipeline):
-        info = pipeline.run(source, **run_options)
+        try:
+            # an end date keeps no state, so that range loads in one run
+            runs = 1 if args.end_date else 10_000
+            infos = load_history(
+                pipeline,
+                make_source,
+                progress=print,
+                max_runs=runs,
+                after_each_run=lambda: add_row_counts(counts, pipeline),
+                **run_options,
+            )
+        except Exception as exc:
+            raise RunFailed(f"{failure_line(exc)} {what_was_kept(pipeline)}") from None
     requests = {k: v - requests_before[k] for k, v in PROCESS_STATS.snapshot().items()}
-    print_summary(pipeline, time.monotonic() - started, requests, info.destination_displayable_credentials)
+    print_summary(
+        pipeline, counts, time.monotonic() - started, requests, infos[-1].destination_displayable_credentials
+    )
+
+
+def add_row_counts(counts: Dict[str, int], pipeline: dlt.Pipeline) -> None:
+    trace = pipeline.last_trace
+    for table, rows in (
+        trace.last_normalize_info.row_counts if trace and trace.last_normalize_info else {}
+    ).items():
+        counts[table] = counts.get(table, 0) + rows
+
+
+def what_was_kept(pipeline: dlt.Pipeline) -> str:
+    """What a failed run kept and what the next run does, from the pipeline's own record."""
+    if pipeline.has_pending_data:
+        return "Kept: this run's extracted data, in the pipeline's folder; the next run loads it first, then continues."
+    left = "; ".join(backlog(pipeline).values())
+    return (
+        f"Kept: what earlier runs loaded{f' (history so far: {left})' if left else ''}, not this run's"
+        " unloaded chunks; the next run continues from there."
+    )
 
 
 def selected_resources(source: Any, requested: List[str], extra_metrics: Sequence[str]) -> List[str]:
@@ -265,10 +314,12 @@ def failure_line(exc: BaseException) -> str:
 
 
 def print_summary(
-    pipeline: dlt.Pipeline, seconds: float, requests: Mapping[str, float], location: str = ""
+    pipeline: dlt.Pipeline,
+    counts: Mapping[str, int],
+    seconds: float,
+    requests: Mapping[str, float],
+    location: str = "",
 ) -> None:
-    trace = pipeline.last_trace
-    counts = trace.last_normalize_info.row_counts if trace and trace.last_normalize_info else {}
     rows = sum(n for table, n in counts.items() if not table.startswith("_dlt"))
     print(
         f"\nLoaded {rows:,} rows into {location.removeprefix('duckdb:///')}, dataset"

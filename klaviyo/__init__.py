@@ -47,6 +47,7 @@ from dlt.common.typing import TAnyDateTime, TDataItem
 from dlt.extract.incremental import Incremental
 from dlt.sources import DltResource
 
+from . import history
 from .client import (
     KlaviyoClient,
     KlaviyoError,
@@ -68,6 +69,7 @@ from .settings import (
     COLUMN_TYPES,
     COUPONS_PER_REQUEST,
     DEFAULT_BASE_URL,
+    DEFAULT_CHUNK_ROWS,
     DEFAULT_CONVERSION_METRIC,
     DEFAULT_EVENT_LOOKBACK_SECONDS,
     DEFAULT_MAX_RETRY_AFTER,
@@ -126,6 +128,7 @@ def klaviyo_source(
     deletion_check_days: float = DEFAULT_DELETION_CHECK_DAYS,
     check_deletions_now: bool = False,
     deleted_profile_events: str = "keep",
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
 ) -> List[DltResource]:
     """Klaviyo account data, one resource per table.
 
@@ -176,6 +179,11 @@ def klaviyo_source(
         deleted_profile_events: "keep" (default) the events of deleted profiles, or "drop" them.
         workers: Requests each table may have in flight at once. Klaviyo's per-endpoint rate limits
             are enforced on our side whatever this is, so raising it does not cause 429s.
+        chunk_rows: A table with a longer backlog (a first load, a start_date far back) loads it
+            in chunks of about this many rows (per metric), one per run, each committed with its
+            incremental state: a failed run loses at most its chunk. `klaviyo.history.load_history`
+            runs a pipeline until every table is caught up. Not with end_date (dlt keeps no
+            state for a range with an end).
 
     Returns:
         The resources: profiles, global_exclusions, lists, list_members, campaigns, metrics, the
@@ -211,6 +219,8 @@ def klaviyo_source(
     checked_deletion_options(deleted_profiles, deletion_check_days, deleted_profile_events)
     if not isinstance(predictive_analytics, bool):
         raise ValueError(f"predictive_analytics={predictive_analytics!r} must be True or False.")
+    if not isinstance(chunk_rows, int) or isinstance(chunk_rows, bool) or chunk_rows < 1:
+        raise ValueError(f"chunk_rows={chunk_rows!r} must be a whole number of rows >= 1.")
     client = KlaviyoClient(api_key, base_url, revision, RetryPolicy.from_dlt_config(max_retry_after))
     extra_tables = metric_tables_for(extra_metrics)
     run = Run(
@@ -231,6 +241,7 @@ def klaviyo_source(
         deletion_check_days=deletion_check_days,
         check_deletions_now=check_deletions_now,
         deleted_profile_events=deleted_profile_events,
+        chunk_rows=chunk_rows,
     )
     return build_streams(run)
 
@@ -256,6 +267,7 @@ class Run:
     deletion_check_days: float = DEFAULT_DELETION_CHECK_DAYS
     check_deletions_now: bool = False
     deleted_profile_events: str = "keep"
+    chunk_rows: int = DEFAULT_CHUNK_ROWS  # a longer backlog loads in committed chunks (history.py)
 
     def reader(self) -> Reader:
         """A table's reader: its own bound of `workers` requests in flight."""
@@ -281,6 +293,7 @@ class Run:
             last_value_func=max if self.end else _capped_max(self.started - timedelta(seconds=lookback)),
             # with a lookback many rows share the boundary; merge on `id` dedupes them instead
             primary_key=() if lookback else None,
+            chunk_rows=self.chunk_rows,
         )
 
 
@@ -519,17 +532,20 @@ def _bounds(cursor: Optional[Incremental[Any]]) -> Tuple[Optional[datetime], Opt
 
 def _stream_rows(reader: Reader, stream_name: str, cursor: Optional[Incremental[Any]]) -> Iterator[TDataItem]:
     yield dlt.mark.materialize_table_schema()
-    yield from reader.read_split(Query(STREAMS[stream_name], *_bounds(cursor)))
+    yield from reader.read_split(Query(STREAMS[stream_name], *_bounds(cursor)), history.plan(cursor))
 
 
 def _campaign_rows(reader: Reader, cursor: Incremental[Any]) -> Iterator[TDataItem]:
     # Klaviyo requires one channel per request in this revision; archived ones are asked for
     # explicitly so none are missed whatever the default is.
     yield dlt.mark.materialize_table_schema()
+    start, end = _bounds(cursor)
+    start = history.backfill_start(cursor, start)  # an earlier start_date reads what is missing
     queries = [
         Query(
             STREAMS["campaigns"],
-            *_bounds(cursor),
+            start,
+            end,
             filters=(f"equals(messages.channel,'{channel}')", f"equals(archived,{archived})"),
             columns={"channel": channel},
         )
@@ -825,7 +841,8 @@ def _metric_event_rows(
         )
     for metric_id in metric_ids:
         filters = (f'equals(metric_id,"{metric_id}")',)
-        yield from reader.read_split(Query(STREAMS["metric_events"], *_bounds(cursor), filters=filters))
+        query = Query(STREAMS["metric_events"], *_bounds(cursor), filters=filters)
+        yield from reader.read_split(query, history.plan(cursor))
 
 
 # The streams with a builder of their own; every other row of STREAMS is built by `_plain`.

@@ -514,5 +514,6 @@ class KlaviyoClient:
         except _TryAgain as exc:  # the last attempt failed too
             raise KlaviyoUnavailable(
                 f"{exc}; gave up after {self._retry.max_attempts} attempts. Klaviyo may be degraded; run"
-                " again later (the load resumes where it stopped), or raise runtime.request_max_attempts."
+                " again later, or raise runtime.request_max_attempts. Tables keep what earlier runs loaded; this"
+                " run's unloaded chunk is read again by the next run (see the source's chunk_rows)."
             ) from None

@@ -20,12 +20,14 @@ from typing import (
     Sequence,
     Tuple,
     TypeVar,
+    overload,
 )
 
 from dlt.common import logger
 from dlt.common.typing import TDataItem
 
 from .client import KlaviyoClient, KlaviyoNotFound
+from .history import Chunk
 from .pages import UniqueRows, cursor_keys, fast_pages, page_table, without_seen
 from .settings import ENDPOINTS, Stream
 from .tables import PAGE_READS
@@ -127,55 +129,174 @@ class Reader:
         except KlaviyoNotFound:
             logger.info(f"{query.stream.endpoint} of {query.path_id}: not found (HTTP 404); skipped")
 
-    def read_split(self, query: Query) -> Iterator[List[TDataItem]]:
-        """Like `pages`, but a range longer than a couple of pages is read in windows, in parallel.
+    def read_split(self, query: Query, chunk: Optional[Chunk] = None) -> Iterator[List[TDataItem]]:
+        """Like `pages`, but a range longer than a couple of pages is read in windows, in parallel;
+        with a `chunk` (history.py), from the chunk's start on and about its budget of rows.
 
         A cursor-paged endpoint gives one page at a time, and most incremental runs fit in one page.
         So the first pages are read as usual (sorted by the cursor); only if more remain is the rest
         of the range, from the last cursor value seen, cut into windows (`split_windows`) read side
         by side. Pages arrive out of order, which merge and the incremental's max do not mind.
+
+        A chunk's windows come in rounds, each sized by the density seen so far; once its rows are
+        read no further window is handed out, and the chunk ends at the end of the last one handed
+        out (or, in sorted pages, at the second of the last row): every row before that end is
+        read, so the cursor committed there passes no unread row.
         """
-        stream = query.stream
+        if chunk is None:
+            yield from self._read_range(query, _Rows(None))
+            return
+        yield from self._read_range(query.between(chunk.start, chunk.read_upper()), _Rows(chunk))
+        chunk.settle()
+
+    def _read_range(self, query: Query, read: "_Rows") -> Iterator[List[TDataItem]]:
+        stream, cursor, chunk = query.stream, query.stream.cursor, read.chunk
+        last = query.end or (chunk.last if chunk else datetime.now(timezone.utc))
+        windowed = (
+            (self.workers > 1 or chunk is not None)  # one worker: windows only to end a chunk
+            and bool(stream.windows and cursor and all(stream.cursor_filter))
+            and not stream.descending
+        )
         pages = self.pages(query)
-        head: List[Tuple[Any, Any]] = []  # (cursor, id) of each row; speed hook: a page may be a table
+        head: List[Tuple[Any, Any]] = []  # (cursor, id) of each row: a page may be an Arrow table (pages.py)
         for rows in itertools.islice(pages, PAGES_BEFORE_WINDOWS):
-            head.extend(cursor_keys(rows, stream.cursor) if stream.cursor else [(None, None)] * len(rows))
-            yield rows
+            keys: List[Tuple[Any, Any]] = cursor_keys(rows, cursor) if cursor else [(None, None)] * len(rows)
+            head.extend(keys)
+            yield read.add(rows)
+            if chunk is not None and keys and cursor:
+                chunk.note_first(keys[0][0])
+            if read.ends_after(rows, query, last):
+                pages.close()  # type: ignore[attr-defined]
+                return
         full = PAGES_BEFORE_WINDOWS * (ENDPOINTS[stream.endpoint].page_size or 0)
-        last = query.end or datetime.now(timezone.utc)
-        if (
-            self.workers <= 1
-            or not (stream.windows and stream.cursor and all(stream.cursor_filter))
-            or stream.descending
-            or len(head) < full
-            or head[-1][0] >= last  # the rest is dated after now: Klaviyo refuses such filters
-        ):
-            yield from pages  # nothing left, or not worth the windows
+        if not windowed or len(head) < full or head[-1][0] >= last:
+            # nothing left, or not worth the windows (the rest dated after now: Klaviyo refuses such filters)
+            for rows in pages:
+                yield read.add(rows)
+                if read.ends_after(rows, query, last):
+                    break
+            pages.close()  # type: ignore[attr-defined]
             return
         pages.close()  # type: ignore[attr-defined]
+        assert cursor is not None
         # rows at the boundary instant that were already read are dropped: snapshots have no merge
-        cursor = stream.cursor
-        boundary = head[-1][0]  # speed hook: (cursor, id) pairs, see `cursor_keys`
+        boundary = head[-1][0]
         seen = {row_id for at, row_id in head if at == boundary}
-        windows = split_windows(boundary, last, query.end, self.workers * WINDOWS_PER_WORKER)
-        reads = [functools.partial(self.pages, query.between(low, high)) for low, high in windows]
-        for rows in self.fan_out(reads):
-            yield without_seen(rows, cursor, boundary, seen)  # speed hook: rows or a table
+        first, reached = head[0][0], boundary
+        page_rows = ENDPOINTS[stream.endpoint].page_size or 1
+        while True:
+            target, pieces = read.next_round(first, reached, last, page_rows, self.workers)
+            final = target >= last
+            until, upper = (last, query.end) if final else (target, target)
+            windows = split_windows(reached, until, upper, pieces)
+            reads = [functools.partial(self.pages, query.between(low, high)) for low, high in windows]
+            handout = _Handout(reads, read.enough)
+            for rows in self.fan_out(handout):
+                yield read.add(without_seen(rows, cursor, boundary, seen))
+            if chunk is None or (final and handout.given == len(windows)):
+                return
+            if handout.given < len(windows):  # the windows read end where the first one not read starts
+                chunk.end_at(windows[handout.given][0])
+                return
+            if read.enough():
+                chunk.end_at(target)
+                return
+            reached = target
 
     def fan_out(self, producers: Sequence[Callable[[], Iterator[T]]]) -> Iterator[T]:
         """The producers' items, produced side by side (their requests share the table's slots)."""
         return interleave(producers, self.workers)
 
 
+class _Rows:
+    """The rows of one `read_split`, counted against its chunk's budget (a table of two metrics
+    reads each against the budget; the chunk ends where the first of them to stop stopped)."""
+
+    def __init__(self, chunk: Optional[Chunk]) -> None:
+        self.chunk = chunk
+        self.rows = 0
+
+    def add(self, rows: List[TDataItem]) -> List[TDataItem]:
+        self.rows += len(rows)
+        if self.chunk is not None:
+            self.chunk.rows += len(rows)
+        return rows
+
+    def enough(self) -> bool:
+        return self.chunk is not None and self.rows >= self.chunk.budget
+
+    def ends_after(self, rows: List[TDataItem], query: Query, last: datetime) -> bool:
+        """Whether the chunk ends after these sorted rows: at the second of the last one, every
+        row before it read (a later second, so every chunk moves on)."""
+        cursor = query.stream.cursor
+        if self.chunk is None or not rows or not cursor or query.stream.descending or not self.enough():
+            return False
+        moment = _second(cursor_keys(rows[-1:], cursor)[0][0])
+        if (query.start is not None and moment <= query.start) or moment >= last:
+            return False
+        self.chunk.end_at(moment)
+        return True
+
+    def next_round(
+        self, first: datetime, reached: datetime, last: datetime, page_rows: int, workers: int
+    ) -> Tuple[datetime, int]:
+        """Where the next round of windows ends and how many windows it has: without a chunk, one
+        round to the end; with one, as far as the density so far says its budget reaches, in
+        windows of a couple of pages where there are that many (a window's last page is mostly
+        partial), but one per worker at least, so a short range is still read side by side."""
+        pieces = workers * WINDOWS_PER_WORKER
+        if self.chunk is None:
+            return last, pieces
+        seconds = max((reached - first).total_seconds(), 1.0)
+        density = max(self.rows, 1) / seconds
+        ahead = min(max(self.chunk.budget - self.rows, 1) / density, (last - reached).total_seconds() + 1)
+        target = max(_second(reached + timedelta(seconds=ahead)), _second(reached) + timedelta(seconds=1))
+        expected = (min(target, last) - reached).total_seconds() * density
+        return target, max(workers, min(pieces, int(expected // (PAGES_BEFORE_WINDOWS * page_rows))))
+
+
+class _Handout(Sequence[Callable[[], Iterator[T]]]):
+    """Windows handed to the workers in order, none once `enough()` (after the first): the windows
+    read are then always a prefix of the range, so a chunk ends where every earlier window is read.
+    It relies on `interleave` taking the next window only when a worker is free."""
+
+    def __init__(self, windows: Sequence[Callable[[], Iterator[T]]], enough: Callable[[], bool]) -> None:
+        self.windows = windows
+        self.enough = enough
+        self.given = 0
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    @overload
+    def __getitem__(self, index: int) -> Callable[[], Iterator[T]]: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Callable[[], Iterator[T]]]: ...
+    def __getitem__(self, index: Any) -> Any:
+        return self.windows[index]
+
+    def __iter__(self) -> Iterator[Callable[[], Iterator[T]]]:
+        for window in self.windows:
+            if self.given and self.enough():
+                return
+            self.given += 1
+            yield window
+
+
 def split_windows(
     start: datetime, last: datetime, end: Optional[datetime], pieces: int
 ) -> List[Tuple[datetime, Optional[datetime]]]:
-    """`pieces` windows that tile [start, end) exactly (>= low, < high), evenly up to `last`; the
-    last one is open-ended unless an `end` was asked for, so rows dated in the future still load."""
-    step = (last - start) / pieces
-    edges: List[Optional[datetime]] = [start + step * i for i in range(pieces)]
-    edges.append(end)
+    """Up to `pieces` windows that tile [start, end) exactly (>= low, < high), evenly up to `last`,
+    inner edges on whole seconds (Klaviyo's filters have seconds); the last one is open-ended
+    unless an `end` was asked for, so rows dated in the future still load."""
+    step = max((last - start) / pieces, timedelta(seconds=1))
+    inner = sorted({_second(start + step * i) for i in range(1, pieces)})
+    edges: List[Optional[datetime]] = [start, *(edge for edge in inner if start < edge < last), end]
     return [(low, high) for low, high in itertools.pairwise(edges) if low is not None]
+
+
+def _second(value: datetime) -> datetime:
+    return value.replace(microsecond=0)
 
 
 def _past_the_start(stream: Stream, query: Query, rows: List[TDataItem]) -> bool:

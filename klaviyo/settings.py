@@ -20,6 +20,9 @@ DEFAULT_MAX_RETRY_AFTER = 300.0
 # Requests one table may have in flight; the rate limiter keeps any number within Klaviyo's limits.
 DEFAULT_WORKERS = 4
 
+# A table with a longer backlog loads it in committed chunks of about this many rows, one per run.
+DEFAULT_CHUNK_ROWS = 500_000
+
 # Each run reads events again from this long before the previous run started, for events that
 # reach Klaviyo late.
 DEFAULT_EVENT_LOOKBACK_SECONDS = 3600.0

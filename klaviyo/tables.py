@@ -16,6 +16,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple, Typ
 import orjson  # what dlt's own json uses; bags hold only JSON types, so no encoder hooks are needed
 import pyarrow as pa
 import pyarrow.compute as pc
+from dlt.common.configuration import configspec
 from dlt.common.data_types import TDataType
 from dlt.extract.extractors import MaterializedEmptyList
 from dlt.extract.incremental import Incremental
@@ -245,12 +246,27 @@ class PagesAsTables(ItemTransform[Any, Dict[str, Any]]):
         return item  # other markers and empty pages pass as they are
 
 
+@configspec
 class Window(Incremental[Any]):
-    """dlt's incremental, whose `last_value_func` may be `capped_max` also on Arrow tables.
+    """dlt's incremental, whose `last_value_func` may be `capped_max` also on Arrow tables, and
+    which reads a long backlog in chunks of about `chunk_rows` rows, one per run (history.py).
 
     dlt's Arrow transform takes only `max` or `min`; a capped max is `max` whose result is then
     held at the cap, which is what the JSON transform's `min(max(values), cap)` gives too.
     """
+
+    # a configuration field, so dlt's copies of the incremental keep it
+    chunk_rows: Optional[int] = None
+
+    def __init__(self, *args: Any, chunk_rows: Optional[int] = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.chunk_rows = chunk_rows
+        self.chunk: Any = None  # this run's history.Chunk, made by the first read
+
+    def bind(self, pipe: Any) -> "Window":
+        self.chunk = None
+        super().bind(pipe)
+        return self
 
     def _make_or_get_transformer(self, cls: Type[IncrementalTransform]) -> IncrementalTransform:
         cap = getattr(self.last_value_func, "cap", None)

@@ -12,8 +12,9 @@ from typing import Any, Dict, List
 import dlt
 import duckdb
 
-from klaviyo_emulator import EmulatorConfig, run_emulator
+from klaviyo_emulator import AccountSpec, EmulatorConfig, Fault, run_emulator
 from tests.conftest import SMALL_ACCOUNT
+from tests.helpers import expected_metric_events
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "klaviyo_pipeline.py"
@@ -229,3 +230,45 @@ def test_in_a_project_without_the_emulator_the_demo_says_it_cannot_run(tmp_path:
     assert demo.stderr.strip().startswith(
         "--demo runs the Klaviyo emulator (klaviyo_emulator/), which `dlt init`"
     )
+
+
+def test_the_script_loads_a_long_history_in_committed_chunks_until_every_table_is_caught_up(
+    tmp_path: Path,
+) -> None:
+    account = AccountSpec(seed=3, profiles=300, events=12000)
+    with run_emulator(EmulatorConfig(account=account, rate_limit_scale=0)) as emulator:
+        env = {**script_env(tmp_path, emulator), "SOURCES__KLAVIYO__CHUNK_ROWS": "1500"}
+        result = run_script([], tmp_path / "project", env)
+        receive = len(expected_metric_events(emulator.account, ("Received Email",)))
+    assert result.returncode == 0, result.stderr
+    progress = [line for line in result.stdout.splitlines() if line.startswith("receive: ")]
+    assert len(progress) >= 2 and all(" of 20" in line and "..now, " in line for line in progress), progress
+    assert "the next run continues" not in result.stderr  # load_history says progress instead
+    database = tmp_path / "project" / "klaviyo.duckdb"
+    assert query(database, "select count(*), count(distinct id) from klaviyo_data.receive")[0] == (
+        receive,
+        receive,
+    )
+    assert sum(line.startswith("Loaded ") for line in result.stdout.splitlines()) == 1
+
+
+def test_a_failed_chunked_run_says_what_was_kept_and_what_the_next_run_does(tmp_path: Path) -> None:
+    account = AccountSpec(seed=3, profiles=300, events=12000)
+    with run_emulator(EmulatorConfig(account=account, rate_limit_scale=0)) as emulator:
+        env = {**script_env(tmp_path, emulator), "SOURCES__KLAVIYO__CHUNK_ROWS": "1500"}
+        served = []
+
+        def outage_after_the_first_chunk(info: Any) -> Any:
+            if info.path.endswith("/events"):
+                served.append(info)
+            return Fault(status=503) if len(served) > 3 else None
+
+        emulator.fault_hook = outage_after_the_first_chunk
+        result = run_script(["--resources", "receive"], tmp_path / "project", env)
+    assert result.returncode == 1
+    *retries, last = result.stderr.splitlines()
+    assert all("dlt's retrying session tries again" in line for line in retries), retries
+    assert last.startswith("klaviyo_pipeline.py: the run failed in extract: GET /events: HTTP 503")
+    assert "resumes where it stopped" not in last
+    assert "Kept: what earlier runs loaded (history so far: receive: 20" in last
+    assert "not this run's unloaded chunks; the next run continues from there." in last
