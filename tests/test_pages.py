@@ -2,8 +2,7 @@
 gives (orjson, `to_row`, `TableShape`), and hands every page it cannot hold exactly to that path."""
 
 import re
-from datetime import datetime
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List
 
 import dlt
 import pyarrow as pa
@@ -12,10 +11,10 @@ import requests
 from dlt.common import json
 
 from klaviyo.client import KlaviyoClient
-from klaviyo.pages import EventPages, KlaviyoPagesOutOfOrder, UniqueRows
+from klaviyo.pages import EventPages
 from klaviyo.reader import Query, Reader, _add_included, to_row
 from klaviyo.settings import COLUMN_TYPES, DEFAULT_REVISION, EXTRA_ATTRIBUTES, STREAMS
-from klaviyo.tables import TIMESTAMP, TableShape
+from klaviyo.tables import TableShape
 from klaviyo_emulator import AccountSpec, EmulatorConfig, run_emulator
 from tests.helpers import source_for
 from tests.test_lossless_rows import seed_bags
@@ -111,48 +110,6 @@ def test_a_page_with_an_event_outside_the_spec_takes_the_generic_path(odd: str, 
     first = as_rows(generic.slice(0, 1))[0]
     assert first[EXTRA_ATTRIBUTES] == KEPT[odd]
     assert first["datetime"] == generic_table(body.encode(), "events").column("datetime")[0].as_py()
-
-
-def event_rows(*moments_and_ids: Tuple[str, str]) -> pa.Table:
-    return pa.table(
-        {
-            "id": [row_id for _, row_id in moments_and_ids],
-            "datetime": pa.array([datetime.fromisoformat(m) for m, _ in moments_and_ids], TIMESTAMP),
-        }
-    )
-
-
-def test_an_event_a_window_gives_twice_is_kept_once() -> None:
-    unique = UniqueRows(STREAMS["events"], None, None)
-    first = unique(event_rows(("2024-01-01T00:00:00+00:00", "a"), ("2024-01-01T00:00:01+00:00", "b")))
-    # the next page starts at the same instant and repeats `b`, then repeats `c` within itself
-    second = unique(
-        event_rows(
-            ("2024-01-01T00:00:01+00:00", "b"),
-            ("2024-01-01T00:00:01+00:00", "c"),
-            ("2024-01-01T00:00:02+00:00", "d"),
-            ("2024-01-01T00:00:02+00:00", "d"),
-        )
-    )
-    assert first.column("id").to_pylist() == ["a", "b"]
-    assert second.column("id").to_pylist() == ["c", "d"]
-
-
-def test_pages_out_of_the_cursor_order_are_an_error_not_a_duplicate() -> None:
-    unique = UniqueRows(STREAMS["events"], None, None)
-    unique(event_rows(("2024-01-01T00:00:05+00:00", "a")))
-    with pytest.raises(KlaviyoPagesOutOfOrder, match="not sorted by 'datetime'"):
-        unique(event_rows(("2024-01-01T00:00:04+00:00", "b")))
-
-
-def test_a_bare_run_merges_events_without_dlts_staging_deduplication(
-    emulator: Any, pipeline: dlt.Pipeline
-) -> None:
-    pipeline.run(source_for(emulator, workers=4).with_resources("events"))
-    assert pipeline.default_schema.tables["events"].get("x-stage-data-deduplicated") is True
-    with pipeline.sql_client() as client:
-        rows, ids = client.execute_sql("select count(*), count(distinct id) from events")[0]
-    assert rows == ids == len(emulator.account.events_by_id)
 
 
 def test_pyarrows_memory_pool_is_restored_after_a_run(emulator: Any, pipeline: dlt.Pipeline) -> None:

@@ -46,7 +46,10 @@ def snapshot(pipeline: dlt.Pipeline) -> Dict[str, List[Tuple[Any, ...]]]:
         for table in tables:
             # column order follows the order dlt met the columns in, which may differ between loads
             columns = sorted(
-                r[0] for r in client.execute_sql(f"describe {table}") if not r[0].startswith("_dlt")
+                r[0]
+                for r in client.execute_sql(f"describe {table}")
+                # `counted_at` is the time of the run that counted (list_profile_counts)
+                if not r[0].startswith("_dlt") and r[0] != "counted_at"
             )
             order = ", ".join(f'"{c}"' for c in columns)
             rows = client.execute_sql(f"select {order} from {table} order by {order}")

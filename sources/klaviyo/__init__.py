@@ -62,7 +62,6 @@ from .membership import column_hints as member_column_hints
 from .membership import column_types as member_column_types
 from .membership import member_rows
 from .more_streams import MORE_STREAMS
-from .pages import UNIQUE_ROWS, has_unique_rows
 from .reader import Query, Reader, filter_time, integration_key, to_row
 from .settings import (
     CAMPAIGN_CHANNELS,
@@ -348,8 +347,6 @@ def _resource(
     else:
         resource = dlt.transformer(_in_batches(rows), data_from=data_from, **hints)(*args)
     quiet_dlt_notices(table)
-    if has_unique_rows(stream):  # speed hook: dlt's merge skips its deduplication (pages.py)
-        resource.apply_hints(write_disposition=UNIQUE_ROWS)
     if columns:
         return resource
     # each page leaves the generator as an Arrow table of the stream's columns (see tables.py)

@@ -14,13 +14,10 @@ both paths to equal tables.
 
 Hooks (the only places the rest of the source knows of this module):
 - `client._cache_json` decodes bodies with `decode_document`;
-- `Reader.pages` reads its pages through `fast_pages`, which yields the page's table in `data`,
-  and checks each query's pages with `UniqueRows`;
+- `Reader.pages` reads its pages through `fast_pages`, which yields the page's table in `data`;
 - `Reader.read_split` and `_in_batches` handle a page that is a table (`cursor_keys`, `without_seen`);
-- `_resource` declares the event tables' rows unique to dlt's merge (`UNIQUE_ROWS`).
 """
 
-import itertools
 import threading
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Set, Tuple, TypeVar
 
@@ -28,7 +25,6 @@ import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
 from dlt.common import json
-from dlt.common.schema.typing import TDeleteInsertStrategyDict
 
 from .settings import COLUMN_TYPES, EXTRA_ATTRIBUTES, STREAMS, Stream
 from .tables import ARROW_TYPES, PYTHON_TYPES, TIMESTAMP, TableShape
@@ -276,87 +272,3 @@ def without_seen(rows: Any, cursor: str, boundary: Any, seen: Set[Any]) -> Any:
         read = pc.and_(at_boundary, pc.is_in(rows.column("id"), pa.array(list(seen), pa.string())))
         return pc.filter(rows, pc.invert(pc.fill_null(read, False)), memory_pool=POOL)
     return [row for row in rows if row[cursor] != boundary or row["id"] not in seen]
-
-
-# The event tables' staging rows are declared unique, so dlt's merge skips its deduplication: a
-# ROW_NUMBER() over every staged row that held 1.2M events in DuckDB's memory at once (1,249 MiB,
-# against 291 MiB for the plain insert). `UniqueRows` makes the declaration true.
-UNIQUE_ROWS: TDeleteInsertStrategyDict = {
-    "disposition": "merge",
-    "strategy": "delete-insert",
-    "deduplicated": True,
-}
-
-
-def has_unique_rows(stream: Stream) -> bool:
-    """Event streams: every run reads disjoint time windows, each a sequence sorted by `datetime`."""
-    return stream.endpoint == "events" and stream.cursor == "datetime"
-
-
-class UniqueRows:
-    """Checks one window's pages (a cursor-paged sequence sorted by the cursor, within [start, end))
-    and drops an event the sequence repeats, in memory bounded by the events of one instant.
-
-    In a sorted sequence a repeated event sits among the rows of its own instant, so only the ids
-    of the latest instant are remembered. A page out of order or outside the window would void
-    the declaration: that is an error saying so, never a duplicate loaded.
-    """
-
-    def __init__(self, stream: Stream, start: Any, end: Any) -> None:
-        self.cursor = stream.cursor or ""
-        self.active = has_unique_rows(stream)
-        # the filter sends whole seconds (`_filter_time`), so the window Klaviyo applies is this one
-        self.start = None if start is None else start.replace(microsecond=0)
-        self.end = None if end is None else end.replace(microsecond=0)
-        self.latest: Any = None
-        self.ids_at_latest: Set[Any] = set()
-
-    def __call__(self, rows: Any) -> Any:
-        if not self.active or not len(rows):
-            return rows
-        if isinstance(rows, pa.Table):
-            return self._table(rows)
-        keys = cursor_keys(rows, self.cursor)
-        moments = [moment for moment, _ in keys]
-        self._check(all(a <= b for a, b in itertools.pairwise(moments)), moments[0], moments[-1])
-        keep = [self._first_time(moment, row_id) for moment, row_id in keys]
-        return rows if all(keep) else [row for row, kept in zip(rows, keep, strict=True) if kept]
-
-    def _table(self, table: pa.Table) -> pa.Table:
-        moments, ids = table.column(self.cursor), table.column("id")
-        n = table.num_rows
-        ordered = (
-            n < 2 or pc.all(pc.less_equal(moments.slice(0, n - 1), moments.slice(1))).as_py() is not False
-        )
-        first, last = moments[0].as_py(), moments[-1].as_py()
-        self._check(ordered, first, last)
-        if first != self.latest and pc.count_distinct(ids).as_py() == n:  # the common case, at C speed
-            at_last = pc.equal(moments, pa.scalar(last, moments.type))
-            self.latest, self.ids_at_latest = last, set(ids.filter(at_last).to_pylist())
-            return table
-        keep = [self._first_time(*key) for key in cursor_keys(table, self.cursor)]
-        return table if all(keep) else pc.filter(table, pa.array(keep), memory_pool=POOL)
-
-    def _first_time(self, moment: Any, row_id: Any) -> bool:
-        """Whether the sequence has not given this event yet; rows come in the cursor's order."""
-        if moment != self.latest:
-            self.latest, self.ids_at_latest = moment, set()
-        if row_id in self.ids_at_latest:
-            return False
-        self.ids_at_latest.add(row_id)
-        return True
-
-    def _check(self, ordered: bool, first: Any, last: Any) -> None:
-        in_order = ordered and (self.latest is None or self.latest <= first)
-        in_window = (self.start is None or self.start <= first) and (self.end is None or last < self.end)
-        if not (in_order and in_window):
-            raise KlaviyoPagesOutOfOrder(
-                f"Klaviyo's pages were not sorted by {self.cursor!r} within the window"
-                f" [{self.start}, {self.end}) (a page from {first} to {last}, after {self.latest}): the"
-                " source reads windows in parallel and declares their rows unique, which needs that"
-                " order. This run's rows are not loaded; run again, or report it with this message."
-            )
-
-
-class KlaviyoPagesOutOfOrder(Exception):
-    """Klaviyo's pages broke the order the event tables' window reads rely on."""

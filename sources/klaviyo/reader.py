@@ -28,7 +28,7 @@ from dlt.common.typing import TDataItem
 
 from .client import KlaviyoClient, KlaviyoNotFound
 from .history import Chunk
-from .pages import UniqueRows, cursor_keys, fast_pages, page_table, without_seen
+from .pages import cursor_keys, fast_pages, page_table, without_seen
 from .settings import ENDPOINTS, Stream
 from .tables import PAGE_READS
 
@@ -101,8 +101,6 @@ class Reader:
         conditions = [*query.filters, *bound_filters(stream, query.start, query.end)]
         if conditions:
             params["filter"] = ",".join(conditions)
-        # event rows are declared unique to dlt's merge: each query's pages are checked (pages.py)
-        unique = UniqueRows(stream, query.start, query.end)
         pages = fast_pages(
             self.client.paginate(stream.endpoint, params, query.path_id), stream, query.columns, _add_included
         )
@@ -110,14 +108,14 @@ class Reader:
             for page in self.bounded(pages):
                 table = page_table(page.data)
                 if table is not None:
-                    yield unique(table)
+                    yield table
                     continue
                 rows = [to_row(item, stream.cursor) for item in page.data]
                 _add_included(rows, page.included)
                 if query.columns:
                     for row in rows:
                         row.update(query.columns)
-                yield unique(_within_unfiltered_bounds(stream, query, rows))
+                yield _within_unfiltered_bounds(stream, query, rows)
                 if _past_the_start(stream, query, rows):
                     return  # newest first: the rest is older than the lower bound
 
