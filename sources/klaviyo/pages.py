@@ -267,7 +267,12 @@ def cursor_keys(rows: Any, cursor: str) -> List[Tuple[Any, Any]]:
 
 def without_seen(rows: Any, cursor: str, boundary: Any, seen: Set[Any]) -> Any:
     """The page without the rows at the boundary instant that were read already."""
+    if not seen:
+        return rows
     if isinstance(rows, pa.Table):
+        earliest = pc.min(rows.column(cursor)).as_py()
+        if earliest is None or earliest > boundary:
+            return rows  # most pages: no copy of the table
         at_boundary = pc.equal(rows.column(cursor), pa.scalar(boundary, TIMESTAMP))
         read = pc.and_(at_boundary, pc.is_in(rows.column("id"), pa.array(list(seen), pa.string())))
         return pc.filter(rows, pc.invert(pc.fill_null(read, False)), memory_pool=POOL)

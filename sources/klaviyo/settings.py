@@ -18,7 +18,7 @@ DEFAULT_REVISION = "2026-07-15"
 DEFAULT_MAX_RETRY_AFTER = 300.0
 
 # Requests one table may have in flight; the rate limiter keeps any number within Klaviyo's limits.
-DEFAULT_WORKERS = 4
+DEFAULT_WORKERS = 32
 
 # A table with a longer backlog loads it in committed chunks of about this many rows, one per run.
 DEFAULT_CHUNK_ROWS = 500_000
