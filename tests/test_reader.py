@@ -99,6 +99,46 @@ def test_a_long_range_is_read_in_parallel_windows_and_every_row_once() -> None:
     assert client.peak > 1
 
 
+@pytest.mark.parametrize("pages", [10, 30, 100])
+def test_many_workers_read_a_range_in_about_as_many_requests_as_it_has_pages(pages: int) -> None:
+    # one row a minute up to the end of the range, templates page 10 rows: `pages` full pages
+    account = rows_every(60, pages * 10)
+    client = FakeClient(account)
+    end = T0 + timedelta(minutes=pages * 10)
+
+    read = ids(Reader(client, workers=32).read_split(Query(WINDOWED, T0, end)))
+
+    assert sorted(read) == [row["id"] for row in account]
+    # each window ends in a partial page: at most one more request per window, and windows hold
+    # a couple of pages at least (equal time spans, 4 per worker, made 130 requests of 10 pages)
+    assert len(client.requests) <= pages * 1.5 + 2
+    assert client.peak > 1
+
+
+def test_a_history_that_grew_denser_is_still_read_side_by_side() -> None:
+    # a sparse year (one row a day), then a dense week (one row a minute): the first pages see
+    # the sparse density, so the dense week falls into one window, which free workers split
+    sparse = rows_every(86_400, 365)
+    week = T0 + timedelta(days=365)
+    dense = rows_every(60, 7 * 1440, start=week)
+    for index, row in enumerate(dense):
+        row["id"] = f"d{index:05d}"
+    client = FakeClient(sparse + dense)
+
+    read = ids(Reader(client, workers=8).read_split(Query(WINDOWED, T0, T0 + timedelta(days=380))))
+
+    assert len(read) == len(set(read)) == len(sparse) + len(dense)
+    lower_bounds = {
+        datetime.fromisoformat(value)
+        for params in client.requests
+        for operator, _, value in CONDITION.findall(params["filter"])
+        if operator == "greater-or-equal"
+    }
+    assert len([low for low in lower_bounds if low >= week]) >= 4  # the week, in pieces
+    assert client.peak >= 4
+    assert len(client.requests) <= 1.1 * len(read) / 10 + 20  # 10 rows a page
+
+
 def test_rows_at_the_boundary_instant_of_the_first_pages_are_read_once() -> None:
     # rows 15..24 share one instant: the second page (10 rows each) ends inside that group
     account = rows_every(60, 200)

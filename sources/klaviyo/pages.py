@@ -277,3 +277,18 @@ def without_seen(rows: Any, cursor: str, boundary: Any, seen: Set[Any]) -> Any:
         read = pc.and_(at_boundary, pc.is_in(rows.column("id"), pa.array(list(seen), pa.string())))
         return pc.filter(rows, pc.invert(pc.fill_null(read, False)), memory_pool=POOL)
     return [row for row in rows if row[cursor] != boundary or row["id"] not in seen]
+
+
+def before(rows: Any, cursor: str, high: Any) -> Tuple[Any, bool]:
+    """The rows of a sorted page dated before `high`, and whether the page reached it."""
+    if isinstance(rows, pa.Table):
+        if not rows.num_rows:
+            return rows, False
+        column = rows.column(cursor)
+        last = column[-1].as_py()
+        if last is None or last < high:
+            return rows, False
+        keep = pc.fill_null(pc.less(column, pa.scalar(high, TIMESTAMP)), True)
+        return pc.filter(rows, keep, memory_pool=POOL), True
+    kept = [row for row in rows if row[cursor] is None or row[cursor] < high]
+    return kept, len(kept) < len(rows)

@@ -13,15 +13,16 @@ from typing import (
     Any,
     Callable,
     Dict,
+    Iterable,
     Iterator,
     List,
     Mapping,
     NamedTuple,
     Optional,
     Sequence,
+    Sized,
     Tuple,
     TypeVar,
-    overload,
 )
 
 from dlt.common import logger
@@ -29,7 +30,7 @@ from dlt.common.typing import TDataItem
 
 from .client import KlaviyoClient, KlaviyoNotFound
 from .history import Chunk
-from .pages import cursor_keys, fast_pages, page_table, without_seen
+from .pages import before, cursor_keys, fast_pages, page_table, without_seen
 from .settings import ENDPOINTS, Stream
 from .tables import PAGE_READS
 
@@ -201,8 +202,8 @@ class Reader:
             final = target >= last
             until, upper = (last, query.end) if final else (target, target)
             windows = split_windows(reached, until, upper, pieces)
-            reads = [functools.partial(self.pages, query.between(low, high)) for low, high in windows]
-            handout = _Handout(reads, read.enough)
+            density = max(known_rows, 1) / max((reached - known_from).total_seconds(), 1.0)
+            handout = _Handout(self, query, windows, last, density / page_rows, read.enough)
             rows_before = read.rows
             for rows in self.fan_out(handout):
                 yield read.add(without_seen(rows, cursor, boundary, seen))
@@ -217,7 +218,7 @@ class Reader:
             known_rows, known_from, reached = read.rows - rows_before, reached, target
             seen = set()  # later rounds start after the boundary instant
 
-    def fan_out(self, producers: Sequence[Callable[[], Iterator[T]]]) -> Iterator[T]:
+    def fan_out(self, producers: Iterable[Callable[[], Iterator[T]]]) -> Iterator[T]:
         """The producers' items, produced side by side (their requests share the table's slots)."""
         return interleave(producers, self.workers)
 
@@ -282,32 +283,128 @@ def window_count(expected_pages: float, span_ratio: float, workers: int) -> int:
     return max(1, min(workers * WAVES, max(pieces, math.ceil(span_ratio / SPAN_GROWTH))))
 
 
-class _Handout(Sequence[Callable[[], Iterator[T]]]):
-    """Windows handed to the workers in order, none once `enough()` (after the first): the windows
-    read are then always a prefix of the range, so a chunk ends where every earlier window is read.
-    It relies on `interleave` taking the next window only when a worker is free."""
+class _Window:
+    """A window of a round, [low, high) on the cursor, read by one worker; a split lowers `high`
+    (its reader then stops there) and hands the rest to another worker."""
 
-    def __init__(self, windows: Sequence[Callable[[], Iterator[T]]], enough: Callable[[], bool]) -> None:
-        self.windows = windows
+    def __init__(self, low: datetime, high: Optional[datetime]) -> None:
+        self.low = low
+        self.high = high  # None: open-ended
+        self.query_high = high  # the bound its pages were asked with
+        self.at = low  # the cursor of the last row read
+        self.rows = 0
+        self.done = False
+
+
+class _Handout:
+    """The windows of a round handed to the workers in order, none once `enough()` (after the
+    first): the windows given are then always a prefix of the range, so a chunk ends where every
+    earlier window is read. It relies on `interleave` taking the next window only when a worker is
+    free. When every window is given, a free worker takes the second half of what the window with
+    the most rows left has to read (work stealing): a window far denser than its round expected
+    (a history that grew) is then read side by side instead of by one worker while the rest idle.
+    A piece counts as given with the window it came from, so the prefix stays the same."""
+
+    def __init__(
+        self,
+        reader: "Reader",
+        query: Query,
+        windows: Sequence[Tuple[datetime, Optional[datetime]]],
+        last: datetime,
+        pages_per_second: float,
+        enough: Callable[[], bool],
+    ) -> None:
+        self.reader, self.query, self.last = reader, query, last
+        self.windows = [_Window(low, high) for low, high in windows]
+        self.pieces: List[_Window] = []  # split off windows given
+        self.pages_per_second = pages_per_second  # the round's estimate, for windows not begun
         self.enough = enough
         self.given = 0
+        self._lock = threading.Condition()  # notified as windows read pages and end
+        self._page_rows = ENDPOINTS[query.stream.endpoint].page_size or 1
 
     def __len__(self) -> int:
-        return len(self.windows)
+        """The threads worth starting: one per window, or per worker where free workers split."""
+        return max(len(self.windows), self.reader.workers)
 
-    @overload
-    def __getitem__(self, index: int) -> Callable[[], Iterator[T]]: ...
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[Callable[[], Iterator[T]]]: ...
-    def __getitem__(self, index: Any) -> Any:
-        return self.windows[index]
-
-    def __iter__(self) -> Iterator[Callable[[], Iterator[T]]]:
-        for window in self.windows:
-            if self.given and self.enough():
+    def __iter__(self) -> Iterator[Callable[[], Iterator[Any]]]:
+        while True:
+            with self._lock:
+                window = self._next()
+            if window is None:
                 return
+            yield functools.partial(self._read, window)
+
+    def _next(self) -> Optional[_Window]:
+        """The next window, else a piece split off one being read; waits while none is worth
+        splitting yet (a window's density shows after its first page), until all are read."""
+        if self.given < len(self.windows):
+            if self.given and self.enough():
+                return None
             self.given += 1
-            yield window
+            return self.windows[self.given - 1]
+        while True:
+            piece = self._split()
+            if piece is not None:
+                return piece
+            if all(window.done for window in [*self.windows, *self.pieces]):
+                return None
+            self._lock.wait(0.1)
+
+    def _split(self) -> Optional[_Window]:
+        """The second half of what the busiest window has left, if that is two pages at least."""
+        busiest, most = None, 2.0
+        for window in [*self.windows[: self.given], *self.pieces]:
+            high = self.last if window.high is None else window.high
+            if window.done or (high - window.at).total_seconds() < 2:
+                continue
+            read_for = (window.at - window.low).total_seconds()
+            per_second = (
+                window.rows / self._page_rows / read_for
+                if window.rows and read_for >= 1
+                else self.pages_per_second
+            )
+            left = (high - window.at).total_seconds() * per_second
+            if left > most:
+                busiest, most = window, left
+        if busiest is None:
+            return None
+        high = self.last if busiest.high is None else busiest.high
+        middle = max(
+            _second(busiest.at + (high - busiest.at) / 2), _second(busiest.at) + timedelta(seconds=1)
+        )
+        if middle >= high:
+            return None
+        piece = _Window(middle, busiest.high)
+        busiest.high = middle
+        self.pieces.append(piece)  # part of a window given: the given prefix does not change
+        return piece
+
+    def _read(self, window: _Window) -> Iterator[Any]:
+        cursor = self.query.stream.cursor
+        assert cursor is not None
+        pages = self.reader.pages(self.query.between(window.low, window.query_high))
+        try:
+            for rows in pages:
+                with self._lock:
+                    high = window.high
+                past = False
+                if high is not None and high != window.query_high:  # split: stop where the piece begins
+                    rows, past = before(rows, cursor, high)
+                keys = cursor_keys(rows[-1:], cursor) if len(rows) else []
+                with self._lock:
+                    window.rows += len(rows)
+                    if keys and keys[-1][0] is not None and keys[-1][0] > window.at:
+                        window.at = keys[-1][0]
+                    self._lock.notify_all()
+                yield rows
+                if past:
+                    return
+        finally:
+            with self._lock:
+                window.done = True
+                self._lock.notify_all()
+            pages.close()  # type: ignore[attr-defined]
 
 
 def split_windows(
@@ -425,13 +522,14 @@ def _add_included(rows: List[Dict[str, Any]], included: List[Dict[str, Any]]) ->
 _DONE: Any = object()
 
 
-def interleave(producers: Sequence[Callable[[], Iterator[T]]], workers: int, buffer: int = 8) -> Iterator[T]:
+def interleave(producers: Iterable[Callable[[], Iterator[T]]], workers: int, buffer: int = 8) -> Iterator[T]:
     """Runs the producers on `workers` threads and yields their items as they arrive.
 
     At most `buffer` items wait to be consumed, so pages flow through instead of piling up. The
     first error of any producer is raised here; closing the generator stops the threads.
     """
-    if workers <= 1 or len(producers) <= 1:
+    count = len(producers) if isinstance(producers, Sized) else workers
+    if workers <= 1 or count <= 1:
         for produce in producers:
             yield from produce()
         return
@@ -464,7 +562,7 @@ def interleave(producers: Sequence[Callable[[], Iterator[T]]], workers: int, buf
         finally:
             put(_DONE)
 
-    threads = [threading.Thread(target=work, daemon=True) for _ in range(min(workers, len(producers)))]
+    threads = [threading.Thread(target=work, daemon=True) for _ in range(min(workers, count))]
     for thread in threads:
         thread.start()
     running = len(threads)
