@@ -170,7 +170,7 @@ class InFlight:
 def busy_emulator() -> Iterator[Any]:
     """Four lists of 900 members (each read in windows) and enough events for windows, each request
     taking 15 ms, so requests overlap whenever the source lets them."""
-    spec = AccountSpec(seed=11, profiles=1000, events=3000, lists=3, large_list_members=900)
+    spec = AccountSpec(seed=11, profiles=1000, events=10000, lists=3, large_list_members=900)
     with run_emulator(EmulatorConfig(account=spec, rate_limit_scale=0, latency_ms=15)) as emu:
         account = emu.account
         newsletter = next(list_ for list_ in account.lists_by_id.values() if list_["name"] == "Newsletter")
