@@ -11,7 +11,8 @@ from klaviyo_emulator import AccountSpec, EmulatorConfig, Fault, run_emulator
 from klaviyo_emulator.server import RequestInfo
 from tests.helpers import column_values, source_for
 
-ACCOUNT = AccountSpec(seed=5, profiles=600, events=10000, lists=2, large_list_members=50)  # events: 10 pages, read in windows
+# 10 pages of events: the last ones are read in windows
+ACCOUNT = AccountSpec(seed=5, profiles=600, events=10000, lists=2, large_list_members=50)
 
 BROKEN_BODIES: Dict[str, Dict[str, Any]] = {
     "empty": {},
