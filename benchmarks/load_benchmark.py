@@ -13,14 +13,17 @@ prints:
 * profiles and list_members (rate-bound, 750 requests/min): requests/s ÷ 12.5/s and the 429 share;
 * all of the above again with ``workers=1``;
 * events at a realistic latency (a second emulator of 300k events, 500 ms per request): requests/s ÷ Klaviyo's 58.3/s;
-* peak RSS of a fresh process loading all events of an account of 150k and of 1M events, a bare run
-  and one with DuckDB's ``memory_limit`` set in dlt's config (DuckDB caches up to 80% of the RAM);
+* peak RSS (VmHWM) of a fresh process loading all events of an account of 150k and of 1M events: the
+  default path (``load_history`` with the default ``chunk_rows``, a run per chunk, with the highest
+  VmRSS per run and dlt step), one run (``chunk_rows`` above the account), and both with DuckDB's
+  ``memory_limit`` set in dlt's config (DuckDB caches up to 80% of the RAM); ÷ the 300 MB target;
 * DuckDB loading of the in-memory dict rows with ``insert_values``, ``jsonl`` and ``parquet``.
 
 Usage::
 
     python benchmarks/load_benchmark.py            # full run, ~15 minutes on 2 cores
     python benchmarks/load_benchmark.py --quick    # ~1.5 minutes
+    python benchmarks/load_benchmark.py --rss-only --rss-events 1000000 --rss-formats history
     python benchmarks/load_benchmark.py --events 150000 --profiles 20000 --list-members 20000 \
         --latency-ms 80 --workers 4
 """
@@ -80,8 +83,17 @@ STEADY_PER_S = ENDPOINTS["profiles"].steady_per_minute / 60.0  # 750/min = 12.5/
 # Klaviyo's limit for one account: 3,500 event requests a minute of 1,000 events each
 KLAVIYO_EVENTS_PER_S = ENDPOINTS["events"].steady_per_minute / 60.0 * (ENDPOINTS["events"].page_size or 0)
 TARGET_EVENTS_PER_S = 40_000
-TARGET_PEAK_MIB = 300
+TARGET_PEAK_MB = 300  # the issue's target at 1M events
 DUCKDB_MEMORY_LIMIT_RUN = "memory_limit"  # a peak-RSS run with DuckDB's memory_limit from dlt config
+# peak-RSS runs of the default path: load_history with the DEFAULT chunk_rows (a run per chunk)
+HISTORY_RUN = "history"
+HISTORY_MEMORY_LIMIT_RUN = "history_memory_limit"  # the same, with DuckDB's memory_limit from dlt config
+RSS_LABELS = {
+    HISTORY_RUN: "default path (load_history, chunk_rows default)",
+    HISTORY_MEMORY_LIMIT_RUN: "default path + DuckDB memory_limit 128MB",
+    "default": "one run (chunk_rows above the account)",
+    DUCKDB_MEMORY_LIMIT_RUN: "one run + DuckDB memory_limit 128MB",
+}
 Rows = List[Dict[str, Any]]
 Page = Any  # a pyarrow.Table (the source's pages) or a list of dicts
 
@@ -445,6 +457,100 @@ def rss_child(
     print("RSS_RESULT " + json.dumps(result), flush=True)
 
 
+class RssSampler:
+    """Samples this process's VmRSS (and the bytes pyarrow holds) every few ms on a thread, and keeps
+    the highest figure per phase: the run (1, 2, ...) and dlt's step in it (extract, normalize,
+    load), which `phase` marks. The whole child's peak stays VmHWM; this says where it was reached.
+    """
+
+    def __init__(self, interval_s: float = 0.02) -> None:
+        self.interval_s = interval_s
+        self.phase = "setup"
+        self.peaks: Dict[str, Dict[str, float]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        import pyarrow as pa
+
+        while not self._stop.is_set():
+            rss_kb = vm_rss_kb()
+            arrow_kb = pa.total_allocated_bytes() // 1024
+            peak = self.peaks.setdefault(
+                self.phase, {"rss_kb": 0, "arrow_kb": 0, "start": time.perf_counter()}
+            )
+            if rss_kb > peak["rss_kb"]:
+                peak["rss_kb"], peak["arrow_kb"] = rss_kb, arrow_kb
+            peak["end"] = time.perf_counter()
+            self._stop.wait(self.interval_s)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def mark_phases(self, pipeline: dlt.Pipeline) -> None:
+        """pipeline.run calls self.extract / normalize / load: wrapped on this instance to mark them."""
+        runs = [0]
+
+        def marked(step: str, method: Any) -> Any:
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                if step == "extract":
+                    runs[0] += 1
+                self.phase = f"run {runs[0]} {step}"
+                try:
+                    return method(*args, **kwargs)
+                finally:
+                    self.phase = f"run {runs[0]} after {step}"
+
+            return wrapper
+
+        for step in ("extract", "normalize", "load"):
+            setattr(pipeline, step, marked(step, getattr(pipeline, step)))
+
+
+def vm_rss_kb() -> int:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def history_rss_child(base_url: str, workers: int, workdir: Path) -> None:
+    """Runs in a fresh process: loads every event the way a user does by default, in committed
+    chunks of the DEFAULT chunk_rows (`load_history`, one pipeline.run per chunk), and reports the
+    peak RSS of the whole process and per run and dlt step."""
+    from klaviyo.history import load_history
+
+    baseline_kb = peak_rss_kb()
+    pipeline = new_pipeline(workdir, "rss_history")
+    with RssSampler() as sampler:
+        sampler.mark_phases(pipeline)
+        started = time.perf_counter()
+        infos = load_history(
+            pipeline,
+            lambda: klaviyo_source(api_key=API_KEY, base_url=base_url, workers=workers).with_resources(
+                "events"
+            ),
+            progress=log,
+        )
+        seconds = time.perf_counter() - started
+    rows = fingerprints(pipeline).get("events", (0, 0, 0))[0]
+    result = {
+        "rows": rows,
+        "seconds": seconds,
+        "runs": len(infos),
+        "baseline_kb": baseline_kb,
+        "peak_kb": peak_rss_kb(),
+        "phases": sampler.peaks,
+    }
+    print("RSS_RESULT " + json.dumps(result), flush=True)
+
+
 def measure_rss(
     base_url: str, workers: int, start_date: Optional[str], loader_file_format: str, workdir: Path
 ) -> Dict[str, Any]:
@@ -460,6 +566,72 @@ def measure_rss(
 
 
 # --------------------------------------------------------------------------- reporting
+
+
+def rss_runs(
+    args: argparse.Namespace, workdir: Path, base_url: Optional[str], guard: Optional[QuotaGuard]
+) -> List[Tuple[str, int, Dict[str, Any]]]:
+    """Peak RSS in fresh processes, per account size and kind of run; an account of another size
+    than the main emulator's (or any, without one) gets its own emulator."""
+    rss: List[Tuple[str, int, Dict[str, Any]]] = []
+    for count in args.rss_counts:
+        with contextlib.ExitStack() as stack:
+            if count == args.events and base_url is not None and guard is not None:
+                rss_url, rss_guard = base_url, guard
+            else:
+                log(f"starting an emulator with {count:,} events for the peak-RSS run ...")
+                rss_url, rss_guard = (
+                    stack.enter_context(EmulatorProcess(args, events=count)).base_url,
+                    QuotaGuard(),
+                )
+            for fmt in args.rss_formats.split(","):
+                estimate = math.ceil(count / 1000) + 4 * args.workers + 2
+                rss_guard.wait("events", estimate)
+                log(f"peak-RSS child: {count:,} events, {RSS_LABELS.get(fmt, 'one run, format ' + fmt)} ...")
+                result = measure_rss(rss_url, args.workers, None, fmt, workdir)
+                rss_guard.record("events", estimate)
+                rss.append((fmt, count, result))
+                log(f"  {result}")
+    return rss
+
+
+def rss_report(args: argparse.Namespace, rss: List[Tuple[str, int, Dict[str, Any]]], add: Any) -> None:
+    add(
+        f"peak RSS (VmHWM) of a fresh process loading every event of an account (workers={args.workers});"
+        f" target <= {TARGET_PEAK_MB} MB at 1M events"
+    )
+    for fmt, count, result in rss:
+        peak = result["peak_kb"] / 1024
+        to_target = result["peak_kb"] * 1024 / (TARGET_PEAK_MB * 1e6)
+        verdict = (
+            f" ({result['peak_kb'] * 1024 / 1e6:,.0f} MB = {to_target:4.2f} x the {TARGET_PEAK_MB} MB target"
+            + (f", {'meets' if to_target <= 1 else 'misses'})" if count >= 1_000_000 else ")")
+        )
+        runs = f" in {result['runs']} run{'s' if result['runs'] != 1 else ''}" if "runs" in result else ""
+        add(
+            f"  {RSS_LABELS.get(fmt, 'one run, format ' + fmt):<48} {result['rows']:>9,} events{runs}:"
+            f" peak {peak:6.0f} MiB{verdict} (after imports {result['baseline_kb'] / 1024:4.0f} MiB),"
+            f" wall {result['seconds']:5.1f} s ="
+            f" {result['rows'] / result['seconds'] if result['seconds'] else 0:,.0f} events/s, emulator not warmed"
+        )
+        for phase, peak_of in result.get("phases", {}).items():
+            if phase.startswith("run ") and " after " not in phase:
+                add(
+                    f"  {'':<48}   {phase:<16} max VmRSS {peak_of['rss_kb'] / 1024:6.0f} MiB"
+                    f" ({peak_of['rss_kb'] * 1024 / (TARGET_PEAK_MB * 1e6):4.2f} x target), pyarrow's pool"
+                    f" {peak_of['arrow_kb'] / 1024:5.0f} MiB, {peak_of.get('end', 0) - peak_of['start']:5.1f} s"
+                )
+    for fmt in args.rss_formats.split(","):
+        points = [r for f, _, r in rss if f == fmt]
+        if len(points) >= 2:
+            extra = max(1, points[-1]["rows"] - points[0]["rows"])
+            growth = (points[-1]["peak_kb"] - points[0]["peak_kb"]) / 1024
+            add(
+                f"  {RSS_LABELS.get(fmt, fmt):<48} growth {growth:+6.0f} MiB for {extra:,} more events"
+                f" ({growth * 1024 * 1024 / extra:,.0f} B/event)"
+            )
+    add("  (peak = VmHWM, i.e. ru_maxrss of the child's own address space; ru_maxrss itself carries the")
+    add("   parent's peak over fork+exec on Linux; per step: VmRSS sampled every 20 ms)")
 
 
 def machine() -> str:
@@ -552,9 +724,15 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--rss-formats",
-        default=f"default,{DUCKDB_MEMORY_LIMIT_RUN}",
-        help="loader file formats of the peak-RSS runs: 'default' (a bare run), e.g. jsonl, or"
-        f" '{DUCKDB_MEMORY_LIMIT_RUN}' (a bare run with DuckDB's memory_limit set in dlt's config)",
+        default=f"{HISTORY_RUN},default,{DUCKDB_MEMORY_LIMIT_RUN}",
+        help=f"kinds of peak-RSS run: '{HISTORY_RUN}' (the default path: load_history with the default"
+        " chunk_rows, a pipeline.run per chunk), 'default' (one bare run, chunk_rows above the account),"
+        f" a loader file format for one run (e.g. jsonl), '{DUCKDB_MEMORY_LIMIT_RUN}' or"
+        f" '{HISTORY_MEMORY_LIMIT_RUN}' (one run / the default path with DuckDB's memory_limit set in"
+        " dlt's config)",
+    )
+    p.add_argument(
+        "--rss-only", action="store_true", help="run only the peak-RSS section (each size its own emulator)"
     )
     p.add_argument("--skip-workers-1", action="store_true", help="do not repeat the runs with workers=1")
     p.add_argument("--cprofile", action="store_true", help="cProfile the events source and floor runs")
@@ -581,10 +759,13 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     args = parse_args(argv)
     if args.rss_child:
         workdir = Path(tempfile.mkdtemp(dir=args.workdir))
-        if args.format == DUCKDB_MEMORY_LIMIT_RUN:
+        if args.format in (DUCKDB_MEMORY_LIMIT_RUN, HISTORY_MEMORY_LIMIT_RUN):
             # what a user writes once in .dlt/config.toml: [destination.duckdb.credentials]
             # global_config = {memory_limit = "128MB"}; DuckDB's own default is 80% of the RAM
             os.environ["DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG"] = '{"memory_limit": "128MB"}'
+        if args.format in (HISTORY_RUN, HISTORY_MEMORY_LIMIT_RUN):
+            history_rss_child(args.base_url, args.workers, workdir)
+            return
         fmt = None if args.format in ("default", DUCKDB_MEMORY_LIMIT_RUN) else args.format
         rss_child(args.base_url, args.workers, args.start_date, fmt, workdir)
         return
@@ -592,11 +773,21 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="klaviyo_bench_"))
     report: List[str] = []
     try:
-        with EmulatorProcess(args) as emulator:
-            log(
-                f"emulator up at {emulator.base_url} after {emulator.startup_s:.1f} s: {' '.join(emulator.cmd[3:])}"
-            )
-            run_all(args, emulator, workdir, report)
+        if args.rss_only:
+            add = report.append
+            add("")
+            add("=" * 110)
+            add("Klaviyo source load benchmark: peak RSS only (--rss-only)")
+            add(f"machine:  {machine()}")
+            rss_report(args, rss_runs(args, workdir, None, None), add)
+            add("=" * 110)
+        else:
+            with EmulatorProcess(args) as emulator:
+                log(
+                    f"emulator up at {emulator.base_url} after {emulator.startup_s:.1f} s:"
+                    f" {' '.join(emulator.cmd[3:])}"
+                )
+                run_all(args, emulator, workdir, report)
     finally:
         if args.keep:
             log(f"kept {workdir}")
@@ -724,27 +915,7 @@ def run_all(args: argparse.Namespace, emulator: EmulatorProcess, workdir: Path, 
             slow_run = source_run(workdir, slow.base_url, "events", args.workers)
             log("  " + events_line(slow_run))
 
-    # ---- peak RSS in fresh processes: the newest N events (via start_date), per format
-    rss: List[Tuple[str, int, Dict[str, Any]]] = []
-    for count in args.rss_counts:
-        # an account of `count` events each (the first is this run's emulator), all of them loaded
-        with contextlib.ExitStack() as stack:
-            if count == args.events:
-                rss_url, rss_guard = base_url, guard
-            else:
-                log(f"starting an emulator with {count:,} events for the peak-RSS run ...")
-                rss_url, rss_guard = (
-                    stack.enter_context(EmulatorProcess(args, events=count)).base_url,
-                    QuotaGuard(),
-                )
-            for fmt in args.rss_formats.split(","):
-                estimate = math.ceil(count / 1000) + 4 * args.workers + 2
-                rss_guard.wait("events", estimate)
-                log(f"peak-RSS child: {count:,} events, format {fmt} ...")
-                result = measure_rss(rss_url, args.workers, None, fmt, workdir)
-                rss_guard.record("events", estimate)
-                rss.append((fmt, count, result))
-                log(f"  {result}")
+    rss = rss_runs(args, workdir, base_url, guard)
 
     # ------------------------------------------------------------------ the report
     add = report.append
@@ -842,30 +1013,7 @@ def run_all(args: argparse.Namespace, emulator: EmulatorProcess, workdir: Path, 
         rate = run.rows / run.total_s if run.total_s else 0.0
         add(f"  {fmt:<13} {run.total_s:6.1f} s {rate:>9,.0f} rows/s | {phases(run)} | {check}")
     add("")
-    add(f"peak RSS of a fresh process loading every event of an account (workers={args.workers})")
-    for fmt, count, result in rss:
-        peak = result["peak_kb"] / 1024
-        verdict = (
-            f" ({'meets' if peak <= TARGET_PEAK_MIB else 'misses'} <= {TARGET_PEAK_MIB})"
-            if count >= 1_000_000
-            else ""
-        )
-        add(
-            f"  {fmt:<13} {result['rows']:>9,} events: peak {peak:6.0f} MiB{verdict} (after imports"
-            f" {result['baseline_kb'] / 1024:4.0f} MiB), wall {result['seconds']:5.1f} s ="
-            f" {result['rows'] / result['seconds'] if result['seconds'] else 0:,.0f} events/s, emulator not warmed"
-        )
-    for fmt in args.rss_formats.split(","):
-        points = [r for f, _, r in rss if f == fmt]
-        if len(points) >= 2:
-            extra = max(1, points[-1]["rows"] - points[0]["rows"])
-            growth = (points[-1]["peak_kb"] - points[0]["peak_kb"]) / 1024
-            add(
-                f"  {fmt:<13} growth {growth:+6.0f} MiB for {extra:,} more events"
-                f" ({growth * 1024 * 1024 / extra:,.0f} B/event)"
-            )
-    add("  (peak = VmHWM, i.e. ru_maxrss of the child's own address space; ru_maxrss itself carries the")
-    add("   parent's peak over fork+exec on Linux)")
+    rss_report(args, rss, add)
     for label, path in profiles.items():
         if path.exists():
             add("")
