@@ -119,6 +119,29 @@ def test_a_table_of_two_metrics_ends_its_chunk_where_both_are_read() -> None:
     assert chunk.state["reached"] == chunk.ended_at.isoformat()
 
 
+def test_a_chunk_whose_rows_come_from_a_window_denser_than_expected_stops_at_twice_its_budget() -> None:
+    """A sparse stretch, then a dense one that falls into the round's last window: free workers
+    split that window, and once the chunk has read twice its budget every window stops, the chunk
+    ending where the first of them stopped, every row before that read."""
+    start = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    # templates page 10 rows at a time: 20 sparse pages (a row a day), then 300 dense ones (a minute)
+    sparse = [{"id": f"s{i}", "datetime": start + timedelta(days=i)} for i in range(200)]
+    dense = [{"id": f"d{i}", "datetime": start + timedelta(days=200, minutes=i)} for i in range(3000)]
+    now = start + timedelta(days=210)
+    chunk = Chunk(cursor=Window("datetime"), state={}, start=None, upper=None, last=now, budget=1000)
+    client = FakeClient(sparse + dense)
+
+    read = [
+        row["id"] for page in Reader(client, workers=8).read_split(Query(WINDOWED), chunk) for row in page
+    ]
+
+    assert chunk.ended_at is not None and start + timedelta(days=200) < chunk.ended_at < now
+    before_end = {r["id"] for r in sparse + dense if r["datetime"] < chunk.ended_at}
+    assert before_end <= set(read) and len(before_end) > 200  # more than the sparse stretch
+    assert len(read) == len(set(read)) < 2500  # not the 3,200 rows of the whole range
+    assert chunk.state["reached"] == chunk.ended_at.isoformat()
+
+
 def test_an_earlier_start_date_backfills_only_the_missing_range_then_continues_incrementally(
     tmp_path: Path,
 ) -> None:

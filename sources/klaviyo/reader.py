@@ -60,6 +60,9 @@ SMALLEST_WINDOW_PAGES = 2
 WAVES = 4
 SPAN_GROWTH = 4
 
+# A chunk's windows run to their ends unless they hold this many times its budget of rows.
+OVERSHOOT = 2
+
 
 @dataclass(frozen=True)
 class Query:
@@ -203,10 +206,14 @@ class Reader:
             until, upper = (last, query.end) if final else (target, target)
             windows = split_windows(reached, until, upper, pieces)
             density = max(known_rows, 1) / max((reached - known_from).total_seconds(), 1.0)
-            handout = _Handout(self, query, windows, last, density / page_rows, read.enough)
+            handout = _Handout(self, query, windows, last, density / page_rows, read.enough, read.too_many)
             rows_before = read.rows
             for rows in self.fan_out(handout):
                 yield read.add(without_seen(rows, cursor, boundary, seen))
+            if chunk is not None and handout.cut_at is not None:
+                not_given = [windows[handout.given][0]] if handout.given < len(windows) else []
+                chunk.end_at(min([handout.cut_at, *not_given]))
+                return
             if chunk is None or (final and handout.given == len(windows)):
                 return
             if handout.given < len(windows):  # the windows read end where the first one not read starts
@@ -239,6 +246,10 @@ class _Rows:
 
     def enough(self) -> bool:
         return self.chunk is not None and self.rows >= self.chunk.budget
+
+    def too_many(self) -> bool:
+        """Far past the budget: the windows being read stop where they are (`_Handout._cut`)."""
+        return self.chunk is not None and self.rows >= OVERSHOOT * self.chunk.budget
 
     def ends_after(self, rows: List[TDataItem], query: Query, last: datetime) -> bool:
         """Whether the chunk ends after these sorted rows: at the second of the last one, every
@@ -313,13 +324,16 @@ class _Handout:
         last: datetime,
         pages_per_second: float,
         enough: Callable[[], bool],
+        too_many: Callable[[], bool],
     ) -> None:
         self.reader, self.query, self.last = reader, query, last
+        self.too_many = too_many
         self.windows = [_Window(low, high) for low, high in windows]
         self.pieces: List[_Window] = []  # split off windows given
         self.pages_per_second = pages_per_second  # the round's estimate, for windows not begun
         self.enough = enough
         self.given = 0
+        self.cut_at: Optional[datetime] = None  # where a chunk that got its rows mid-round ends
         self._lock = threading.Condition()  # notified as windows read pages and end
         self._page_rows = ENDPOINTS[query.stream.endpoint].page_size or 1
 
@@ -351,8 +365,26 @@ class _Handout:
                 return None
             self._lock.wait(0.1)
 
+    def _cut(self) -> None:
+        """A chunk that has read far more rows than its budget (its round fell on rows far denser
+        than the stretch before: a history that grew) ends now: each window being read stops
+        after the second of its last row (one not begun, at once), and the chunk ends where the
+        first of them stops, every row before that read. Rows the later windows read beyond it
+        are read again by the next chunk (merge keeps one of each), which is why a round that
+        merely ends a little past the budget is not cut."""
+        cuts = []
+        for window in [*self.windows[: self.given], *self.pieces]:
+            if window.done:
+                continue
+            cut = window.low if not window.rows else _second(window.at) + timedelta(seconds=1)
+            window.high = cut if window.high is None else min(cut, window.high)
+            cuts.append(window.high)
+        self.cut_at = min(cuts) if cuts else None
+
     def _split(self) -> Optional[_Window]:
         """The second half of what the busiest window has left, if that is two pages at least."""
+        if self.cut_at is not None:
+            return None
         busiest, most = None, 2.0
         for window in [*self.windows[: self.given], *self.pieces]:
             high = self.last if window.high is None else window.high
@@ -396,6 +428,8 @@ class _Handout:
                     window.rows += len(rows)
                     if keys and keys[-1][0] is not None and keys[-1][0] > window.at:
                         window.at = keys[-1][0]
+                    if self.cut_at is None and self.too_many():
+                        self._cut()
                     self._lock.notify_all()
                 yield rows
                 if past:
