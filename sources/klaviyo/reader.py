@@ -53,8 +53,9 @@ PAGES_BEFORE_WINDOWS = 2
 # windows' time at 24 requests/s). A window's last page is mostly partial, so there are as few
 # waves as give windows of about PAGES_PER_WINDOW pages (at most WAVES); a range of fewer pages
 # than the workers have is cut into windows of a couple of pages (a read of 10 pages with 32
-# workers costs about 10 requests, not 130); and no window spans more than SPAN_GROWTH times the
-# stretch whose density is known, so a history that grew denser is still read side by side.
+# workers costs about 10 requests, not 130); and there are enough windows that none spans more
+# than SPAN_GROWTH times the stretch whose density is known (up to WAVES per worker), so a history
+# that grew denser is still read side by side (free workers split what is left, `_Handout`).
 PAGES_PER_WINDOW = 8
 SMALLEST_WINDOW_PAGES = 2
 WAVES = 4
@@ -333,7 +334,7 @@ class _Handout:
         self.pages_per_second = pages_per_second  # the round's estimate, for windows not begun
         self.enough = enough
         self.given = 0
-        self.cut_at: Optional[datetime] = None  # where a chunk that got its rows mid-round ends
+        self.cut_at: Optional[datetime] = None  # where a chunk that read far past its budget ends
         self._lock = threading.Condition()  # notified as windows read pages and end
         self._page_rows = ENDPOINTS[query.stream.endpoint].page_size or 1
 
