@@ -432,11 +432,16 @@ def peak_rss_kb() -> int:
     exec, so a child started by this (large) process would report the parent's peak. VmHWM in
     /proc/self/status is the same high-water mark for this process's own address space only.
     """
+    return proc_status_kb("VmHWM") or int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
+def proc_status_kb(field: str) -> int:
+    """A figure of /proc/self/status in KiB (VmHWM, VmRSS), 0 where there is none."""
     with contextlib.suppress(OSError):
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1])
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    return 0
 
 
 def rss_child(
@@ -474,7 +479,7 @@ class RssSampler:
         import pyarrow as pa
 
         while not self._stop.is_set():
-            rss_kb = vm_rss_kb()
+            rss_kb = proc_status_kb("VmRSS")
             arrow_kb = pa.total_allocated_bytes() // 1024
             peak = self.peaks.setdefault(
                 self.phase, {"rss_kb": 0, "arrow_kb": 0, "start": time.perf_counter()}
@@ -510,14 +515,6 @@ class RssSampler:
 
         for step in ("extract", "normalize", "load"):
             setattr(pipeline, step, marked(step, getattr(pipeline, step)))
-
-
-def vm_rss_kb() -> int:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 def history_rss_child(base_url: str, workers: int, workdir: Path) -> None:

@@ -202,11 +202,12 @@ class Reader:
         while True:
             # the density of the stretch read last (the first pages, then the last round): what
             # the next round expects, even where the account grew denser over the years
-            target, pieces = read.next_round(known_rows, known_from, reached, last, page_rows, self.workers)
+            known = max((reached - known_from).total_seconds(), 1.0)
+            density = max(known_rows, 1) / known
+            target, pieces = read.next_round(density, known, reached, last, page_rows, self.workers)
             final = target >= last
             until, upper = (last, query.end) if final else (target, target)
             windows = split_windows(reached, until, upper, pieces)
-            density = max(known_rows, 1) / max((reached - known_from).total_seconds(), 1.0)
             handout = _Handout(self, query, windows, last, density / page_rows, read.enough, read.too_many)
             rows_before = read.rows
             for rows in self.fan_out(handout):
@@ -266,18 +267,16 @@ class _Rows:
 
     def next_round(
         self,
-        known_rows: int,
-        known_from: datetime,
+        density: float,
+        known: float,
         reached: datetime,
         last: datetime,
         page_rows: int,
         workers: int,
     ) -> Tuple[datetime, int]:
-        """Where the next round of windows ends and how many windows it has, from the density of
-        the stretch [known_from, reached) that held `known_rows`: without a chunk, one round to the
-        end; with one, as far as that density says its budget reaches."""
-        known = max((reached - known_from).total_seconds(), 1.0)
-        density = max(known_rows, 1) / known
+        """Where the next round of windows ends and how many windows it has, from the `density`
+        (rows a second) of the `known` seconds read last: without a chunk, one round to the end;
+        with one, as far as that density says its budget reaches."""
         left = (last - reached).total_seconds() + 1
         ahead = left if self.chunk is None else min(max(self.chunk.budget - self.rows, 1) / density, left)
         target = max(_second(reached + timedelta(seconds=ahead)), _second(reached) + timedelta(seconds=1))
