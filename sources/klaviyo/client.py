@@ -351,7 +351,8 @@ def _retry_after_seconds(response: requests.Response) -> float:
 
 
 def _cache_json(response: requests.Response) -> None:
-    """Parses the body once; dlt's client and paginator both call `response.json()` again.
+    """Parses the body once and keeps the document instead of the body: dlt's client and
+    paginator both call `response.json()` again.
 
     A success carries a JSON:API document with `data`. Without it dlt's paginator finds no
     `links.next` and ends the stream as if it were complete, so such a body is malformed and retried.
@@ -367,6 +368,10 @@ def _cache_json(response: requests.Response) -> None:
     if "data" not in document:
         raise ValueError("no `data` member")
     response.json = lambda **_: document  # type: ignore[method-assign]
+    # memory: the body is parsed, and dlt's paginator keeps the response alive while its page waits
+    # to be handed on; 32 read threads each held a 1 MB body so (extraction peak at 300k events,
+    # 32 workers: 293 MiB with the bodies, 257 MiB without)
+    response._content = b""
 
 
 def _first_error_detail(document: Mapping[str, Any]) -> str:
