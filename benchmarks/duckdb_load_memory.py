@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -54,31 +53,28 @@ def load_child(home: Path) -> None:
         dataset_name="bench",
     )
     before_kb = lb.proc_status_kb("VmRSS")
-    with lb.RssSampler(interval_s=0.005) as sampler:
-        sampler.phase = "load"
+    sampler = lb.RssSampler(interval_s=0.005)
+    sampler.phase = "load"
+    with sampler:
         started = time.perf_counter()
         pipeline.load()
         seconds = time.perf_counter() - started
     with pipeline.sql_client() as client:
         rows = client.execute_sql("SELECT count(*) FROM events")[0][0]
     peak = sampler.peaks["load"]
-    print(
-        "LOAD_RESULT "
-        + json.dumps({"before_kb": before_kb, "peak_kb": peak["rss_kb"], "seconds": seconds, "rows": rows})
-    )
+    result = {"before_kb": before_kb, "peak_kb": peak["rss_kb"], "seconds": seconds, "rows": rows}
+    print("RSS_RESULT " + json.dumps(result), flush=True)
 
 
 def prepare(events: int, workdir: Path) -> Path:
     """Extracts and normalizes `events` events of the emulator into a pipeline, without loading."""
     args = lb.parse_args([])
-    home = workdir / "package"
     with lb.EmulatorProcess(args, events=events) as emulator:
-        pipeline = lb.new_pipeline(workdir / "package_parent", PIPELINE)
+        pipeline = lb.new_pipeline(workdir, PIPELINE)
         source = lb.klaviyo_source(api_key=lb.API_KEY, base_url=emulator.base_url)
         pipeline.extract(source.with_resources("events"))
         pipeline.normalize()
-    shutil.move(str(workdir / "package_parent" / PIPELINE), str(home))
-    return home
+    return workdir / PIPELINE
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
@@ -103,19 +99,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             env.pop("DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG", None)
             if config is not None:
                 env["DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG"] = json.dumps(config)
-            done = subprocess.run(
-                [sys.executable, __file__, "--child", str(home)], env=env, capture_output=True, text=True
-            )
-            result = next(
-                (
-                    json.loads(line[len("LOAD_RESULT ") :])
-                    for line in done.stdout.splitlines()
-                    if line.startswith("LOAD_RESULT ")
-                ),
-                None,
-            )
-            if result is None:
-                raise RuntimeError(f"load child failed ({label}):\n{done.stdout}\n{done.stderr}")
+            result = lb.child_result([sys.executable, __file__, "--child", str(home)], env)
             before, peak = result["before_kb"] / 1024, result["peak_kb"] / 1024
             rate = result["rows"] / result["seconds"]
             lines.append(

@@ -555,7 +555,12 @@ def measure_rss(
     cmd += ["--workdir", str(workdir), "--format", loader_file_format]
     if start_date:
         cmd += ["--start-date", start_date]
-    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False)
+    return child_result(cmd)
+
+
+def child_result(cmd: List[str], env: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
+    """Runs a measuring child process and returns what it printed on its `RSS_RESULT ` line."""
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, check=False)
     for line in done.stdout.splitlines():
         if line.startswith("RSS_RESULT "):
             return dict(json.loads(line[len("RSS_RESULT ") :]))
